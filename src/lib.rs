@@ -1,0 +1,1 @@
+//! jisu-deploy: a repository's delivery pipeline as one binary.
