@@ -1,0 +1,531 @@
+//! The write path every create, update, patch, apply and delete goes through, from
+//! HTTP handlers and emulated controllers alike: preconditions, subresource rules,
+//! defaulting, validation, generation, field ownership, no-op detection, dry run.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::managed::{self, Writer};
+use crate::objects;
+use crate::patch;
+use crate::resources::{RESOURCES, ResId, ids};
+use crate::status::ApiError;
+use crate::store::Inner;
+
+/// The patch formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchType {
+    /// `application/json-patch+json`.
+    Json,
+    /// `application/merge-patch+json`.
+    Merge,
+    /// `application/strategic-merge-patch+json`.
+    Strategic,
+}
+
+/// What a write does.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// POST.
+    Create(Value),
+    /// PUT.
+    Replace(Value),
+    /// PATCH with one of the patch formats.
+    Patch(PatchType, Value),
+    /// PATCH with `application/apply-patch+yaml`.
+    Apply {
+        /// The applied configuration.
+        config: Value,
+        /// `force=true`.
+        force: bool,
+    },
+}
+
+/// Who writes and how.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteCtx<'a> {
+    /// Field manager.
+    pub manager: &'a str,
+    /// `""`, `status` or `scale`.
+    pub subresource: &'a str,
+    /// `dryRun=All`.
+    pub dry_run: bool,
+}
+
+/// The result of a write.
+#[derive(Debug)]
+pub struct Written {
+    /// The object as stored (or as it would be, for a dry run).
+    pub object: Arc<Value>,
+    /// Whether it was created (201) rather than updated (200).
+    pub created: bool,
+}
+
+fn meta_str<'a>(obj: &'a Value, f: &str) -> &'a str {
+    obj.pointer(&format!("/metadata/{f}"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+/// Performs a write of `change` to `res`/`ns`/`name` (`name` empty for a POST).
+pub fn write(
+    s: &mut Inner,
+    res: ResId,
+    ns: &str,
+    name: &str,
+    change: Change,
+    ctx: WriteCtx<'_>,
+) -> Result<Written, ApiError> {
+    let rt = &RESOURCES[res];
+    let api_version = rt.api_version();
+    let now = s.clock.now_rfc3339();
+    let writer = Writer {
+        kind: rt.kind,
+        api_version: &api_version,
+        manager: ctx.manager,
+        subresource: ctx.subresource,
+        now: &now,
+    };
+
+    let body_name = |b: &Value| meta_str(b, "name").to_string();
+    let name = match &change {
+        Change::Create(b) => {
+            let n = body_name(b);
+            let generate = meta_str(b, "generateName").to_string();
+            if n.is_empty() && !generate.is_empty() {
+                format!("{generate}{}", s.random_suffix())
+            } else {
+                n
+            }
+        }
+        _ => name.to_string(),
+    };
+    if rt.namespaced && ns.is_empty() {
+        return Err(ApiError::bad_request(
+            "the server could not find the requested resource: a namespace is required",
+        ));
+    }
+    let current = s.get(res, ns, &name);
+    let mut entries = current
+        .as_deref()
+        .map(managed::read_entries)
+        .unwrap_or_default();
+    let not_found = || ApiError::not_found(&rt.qualified(), &name);
+
+    let is_apply = matches!(change, Change::Apply { .. });
+    let mut new = match change {
+        Change::Create(body) => {
+            if current.is_some() {
+                return Err(ApiError::already_exists(&rt.qualified(), &name));
+            }
+            check_identity(rt, &body, ns, None)?;
+            body
+        }
+        Change::Replace(body) => {
+            let cur = current.as_deref().ok_or_else(not_found)?;
+            check_identity(rt, &body, ns, Some(&name))?;
+            let want_rv = meta_str(&body, "resourceVersion");
+            if !want_rv.is_empty() && want_rv != meta_str(cur, "resourceVersion") {
+                return Err(ApiError::conflict(&rt.qualified(), &name));
+            }
+            body
+        }
+        Change::Patch(kind, body) => {
+            let cur = current.as_deref().ok_or_else(not_found)?;
+            let patched = match kind {
+                PatchType::Merge => patch::merge_patch(cur, &body),
+                PatchType::Json => {
+                    patch::json_patch(cur, &body).map_err(ApiError::invalid_patch)?
+                }
+                PatchType::Strategic => patch::strategic_merge_patch(rt.kind, cur, &body)
+                    .map_err(ApiError::invalid_patch)?,
+            };
+            let want_rv = meta_str(&patched, "resourceVersion");
+            if want_rv != meta_str(cur, "resourceVersion") {
+                return Err(ApiError::conflict(&rt.qualified(), &name));
+            }
+            check_identity(rt, &patched, ns, Some(&name))?;
+            patched
+        }
+        Change::Apply { config, force } => {
+            check_identity(rt, &config, ns, Some(&name))?;
+            let skeleton =
+                json!({"apiVersion": api_version, "kind": rt.kind, "metadata": {"name": name}});
+            let base = current.as_deref().cloned().unwrap_or(skeleton);
+            let view = objects::tracked_view(rt, &config, ctx.subresource);
+            managed::apply(writer, &base, &view, force, &mut entries).map_err(|conflicts| {
+                let causes: Vec<(String, String)> = conflicts
+                    .iter()
+                    .map(|c| (c.manager.clone(), crate::fieldset::path_string(&c.path)))
+                    .collect();
+                ApiError::apply_conflict(managed::conflict_message(&conflicts), &causes)
+            })?
+        }
+    };
+
+    // Identity and server-owned metadata.
+    new["apiVersion"] = Value::String(api_version.clone());
+    new["kind"] = Value::String(rt.kind.to_string());
+    if !new.get("metadata").is_some_and(Value::is_object) {
+        new["metadata"] = json!({});
+    }
+    new["metadata"]["name"] = Value::String(name.clone());
+    if rt.namespaced {
+        new["metadata"]["namespace"] = Value::String(ns.to_string());
+    }
+    let meta = new["metadata"]
+        .as_object_mut()
+        .expect("set to an object above");
+    match current.as_deref() {
+        Some(cur) => {
+            for f in [
+                "uid",
+                "creationTimestamp",
+                "generation",
+                "deletionTimestamp",
+                "generateName",
+            ] {
+                match cur.pointer(&format!("/metadata/{f}")) {
+                    Some(v) => meta.insert(f.into(), v.clone()),
+                    None => meta.remove(f),
+                };
+            }
+        }
+        None => {
+            meta.insert("uid".into(), Value::String(s.new_uid()));
+            meta.insert("creationTimestamp".into(), Value::String(now.clone()));
+            meta.remove("resourceVersion");
+            meta.remove("deletionTimestamp");
+        }
+    }
+
+    // Subresources: main writes keep the stored status, status writes keep the rest.
+    if rt.has_status {
+        match (ctx.subresource, current.as_deref()) {
+            ("status", Some(cur)) => {
+                let status = new.get("status").cloned();
+                let mut merged = cur.clone();
+                match status {
+                    Some(st) => merged["status"] = st,
+                    None => {
+                        merged.as_object_mut().map(|m| m.remove("status"));
+                    }
+                }
+                merged["metadata"]["resourceVersion"] = new["metadata"]["resourceVersion"].clone();
+                new = merged;
+            }
+            (_, Some(cur)) => match cur.get("status") {
+                Some(st) => new["status"] = st.clone(),
+                None => {
+                    new.as_object_mut().map(|m| m.remove("status"));
+                }
+            },
+            (_, None) => {
+                new.as_object_mut().map(|m| m.remove("status"));
+            }
+        }
+    }
+
+    objects::apply_defaults(rt, &mut new);
+    if res == *ids::SERVICE
+        && new.pointer("/spec/clusterIP").is_none_or(Value::is_null)
+        && new.pointer("/spec/type") != Some(&json!("ExternalName"))
+    {
+        let n = s.next_counter();
+        let ip = format!("10.96.{}.{}", (n / 250) % 250, n % 250 + 1);
+        new["spec"]["clusterIP"] = Value::String(ip.clone());
+        new["spec"]["clusterIPs"] = json!([ip]);
+    }
+    if res == *ids::NAMESPACE && current.is_none() {
+        new["status"] = json!({"phase": "Active"});
+    }
+    if ctx.subresource != "status" {
+        objects::validate(rt, &new, current.as_deref())?;
+    }
+    if rt.has_status && res != *ids::NAMESPACE && res != *ids::POD {
+        let generation = match current.as_deref() {
+            None => 1,
+            Some(cur) => {
+                let g = cur
+                    .pointer("/metadata/generation")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1);
+                if objects::spec_changed(cur, &new) {
+                    g + 1
+                } else {
+                    g
+                }
+            }
+        };
+        new["metadata"]["generation"] = json!(generation);
+    }
+
+    if !is_apply {
+        let old_view = current
+            .as_deref()
+            .map(|c| objects::tracked_view(rt, c, ctx.subresource))
+            .unwrap_or(json!({}));
+        let new_view = objects::tracked_view(rt, &new, ctx.subresource);
+        managed::record_update(writer, &old_view, &new_view, &mut entries);
+    }
+    managed::write_entries(&mut new, &entries);
+
+    if let Some(cur) = current.as_deref()
+        && same_ignoring_bookkeeping(cur, &new)
+    {
+        return Ok(Written {
+            object: current.clone().expect("checked above"),
+            created: false,
+        });
+    }
+    if ctx.dry_run {
+        if let Some(cur) = current.as_deref() {
+            new["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"].clone();
+        }
+        return Ok(Written {
+            object: Arc::new(new),
+            created: current.is_none(),
+        });
+    }
+    let terminating = new.pointer("/metadata/deletionTimestamp").is_some();
+    let no_finalizers = new
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_none_or(Vec::is_empty);
+    if terminating && no_finalizers {
+        let last = s.remove(res, ns, &name).expect("terminating objects exist");
+        return Ok(Written {
+            object: last,
+            created: false,
+        });
+    }
+    let created = current.is_none();
+    Ok(Written {
+        object: s.put(res, new),
+        created,
+    })
+}
+
+fn check_identity(
+    rt: &crate::resources::ResourceType,
+    body: &Value,
+    ns: &str,
+    url_name: Option<&str>,
+) -> Result<(), ApiError> {
+    if !body.is_object() {
+        return Err(ApiError::bad_request(
+            "the body of the request must be a JSON or YAML object",
+        ));
+    }
+    if let Some(kind) = body.get("kind").and_then(Value::as_str)
+        && kind != rt.kind
+    {
+        return Err(ApiError::bad_request(format!(
+            "the kind of the object ({kind}) does not match the kind on the URL ({})",
+            rt.kind
+        )));
+    }
+    if let Some(av) = body.get("apiVersion").and_then(Value::as_str)
+        && av != rt.api_version()
+    {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({av}) does not match the expected API version ({})",
+            rt.api_version()
+        )));
+    }
+    let body_ns = meta_str(body, "namespace");
+    if rt.namespaced && !body_ns.is_empty() && body_ns != ns {
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
+    }
+    let body_name = meta_str(body, "name");
+    if let Some(url) = url_name
+        && !body_name.is_empty()
+        && body_name != url
+    {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({url})"
+        )));
+    }
+    Ok(())
+}
+
+// A write that changes nothing but managedFields timestamps is not stored, as the real
+// server skips no-op updates: no new resourceVersion, no watch event.
+fn same_ignoring_bookkeeping(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+            if let Some(Value::Array(mf)) = m.get_mut("managedFields") {
+                for e in mf {
+                    e.as_object_mut().map(|e| e.remove("time"));
+                }
+            }
+        }
+        v
+    };
+    strip(a) == strip(b)
+}
+
+/// Delete options from the request body and query.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOpts {
+    /// `Background` (default), `Foreground` or `Orphan`.
+    pub propagation: Option<String>,
+    /// `preconditions.resourceVersion`.
+    pub precondition_rv: Option<String>,
+    /// `preconditions.uid`.
+    pub precondition_uid: Option<String>,
+    /// `dryRun=All`.
+    pub dry_run: bool,
+}
+
+/// Deletes an object. Objects with finalizers are marked with `deletionTimestamp` and
+/// stay until their finalizers are removed. Dependents are handled by propagation:
+/// Background leaves them to the garbage collector, Foreground deletes them first,
+/// Orphan removes their owner references.
+pub fn delete(
+    s: &mut Inner,
+    res: ResId,
+    ns: &str,
+    name: &str,
+    opts: &DeleteOpts,
+) -> Result<Arc<Value>, ApiError> {
+    let rt = &RESOURCES[res];
+    let cur = s
+        .get(res, ns, name)
+        .ok_or_else(|| ApiError::not_found(&rt.qualified(), name))?;
+    if let Some(uid) = &opts.precondition_uid
+        && uid != meta_str(&cur, "uid")
+    {
+        return Err(ApiError::conflict_with(format!(
+            "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+            meta_str(&cur, "uid")
+        )));
+    }
+    if let Some(rv) = &opts.precondition_rv
+        && rv != meta_str(&cur, "resourceVersion")
+    {
+        return Err(ApiError::conflict_with(format!(
+            "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+            meta_str(&cur, "resourceVersion")
+        )));
+    }
+    if opts.dry_run {
+        return Ok(cur);
+    }
+    let has_finalizers = cur
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty());
+    if has_finalizers {
+        if cur.pointer("/metadata/deletionTimestamp").is_some() {
+            return Ok(cur);
+        }
+        let mut marked = (*cur).clone();
+        marked["metadata"]["deletionTimestamp"] = Value::String(s.clock.now_rfc3339());
+        marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+        return Ok(s.put(res, marked));
+    }
+    let uid = meta_str(&cur, "uid").to_string();
+    match opts.propagation.as_deref() {
+        Some("Orphan") => orphan_dependents(s, &uid),
+        Some("Foreground") => delete_dependents(s, &uid),
+        _ => {}
+    }
+    if res == *ids::NAMESPACE {
+        // Namespaces finalize at once here: everything in them goes with them.
+        for r in 0..RESOURCES.len() {
+            let names: Vec<String> = s
+                .list(r, Some(name))
+                .map(|o| meta_str(o, "name").to_string())
+                .collect();
+            for n in names {
+                s.remove(r, name, &n);
+            }
+        }
+    }
+    Ok(s.remove(res, ns, name).expect("checked above"))
+}
+
+fn dependents(s: &Inner, owner_uid: &str) -> Vec<(ResId, String, String)> {
+    let mut out = Vec::new();
+    for r in 0..RESOURCES.len() {
+        for o in s.list(r, None) {
+            let owned = o
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .is_some_and(|refs| {
+                    refs.iter()
+                        .any(|x| x.get("uid").and_then(Value::as_str) == Some(owner_uid))
+                });
+            if owned {
+                out.push((
+                    r,
+                    meta_str(o, "namespace").to_string(),
+                    meta_str(o, "name").to_string(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn delete_dependents(s: &mut Inner, owner_uid: &str) {
+    for (r, ns, n) in dependents(s, owner_uid) {
+        if let Some(o) = s.get(r, &ns, &n) {
+            let uid = meta_str(&o, "uid").to_string();
+            delete_dependents(s, &uid);
+            s.remove(r, &ns, &n);
+        }
+    }
+}
+
+fn orphan_dependents(s: &mut Inner, owner_uid: &str) {
+    for (r, ns, n) in dependents(s, owner_uid) {
+        if let Some(o) = s.get(r, &ns, &n) {
+            let mut o = (*o).clone();
+            if let Some(refs) = o
+                .pointer_mut("/metadata/ownerReferences")
+                .and_then(Value::as_array_mut)
+            {
+                refs.retain(|x| x.get("uid").and_then(Value::as_str) != Some(owner_uid));
+            }
+            s.put(r, o);
+        }
+    }
+}
+
+/// Garbage collection: deletes objects whose every owner is gone (Background propagation).
+pub fn collect_garbage(s: &mut Inner) {
+    if s.deleted_uids.is_empty() {
+        return;
+    }
+    // Deleting dependents records their uids in turn, so cascades run to the end.
+    while !s.deleted_uids.is_empty() {
+        let gone = std::mem::take(&mut s.deleted_uids);
+        let mut victims = Vec::new();
+        for uid in &gone {
+            for (r, ns, n) in dependents(s, uid) {
+                let Some(o) = s.get(r, &ns, &n) else { continue };
+                let all_gone = o
+                    .pointer("/metadata/ownerReferences")
+                    .and_then(Value::as_array)
+                    .is_some_and(|refs| {
+                        refs.iter().all(|x| {
+                            !s.uid_exists(x.get("uid").and_then(Value::as_str).unwrap_or_default())
+                        })
+                    });
+                if all_gone {
+                    victims.push((r, ns, n));
+                }
+            }
+        }
+        for (r, ns, n) in victims {
+            s.remove(r, &ns, &n);
+        }
+    }
+}
