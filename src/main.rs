@@ -1,2 +1,61 @@
-//! The `jisu-deploy` binary: parse, set up logging, run, map errors to exit codes.
-fn main() {}
+//! The `jisu-deploy` binary: parse flags, set up logging, run, map the error to an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use jisu_deploy::cli::Cli;
+use jisu_deploy::error::{self, InputError};
+use jisu_deploy::github::actions::{AnnotationAt, Runner};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // clap prints help and version on stdout (exit 0) and usage errors on stderr (2).
+            let _ = err.print();
+            return ExitCode::from(if err.use_stderr() {
+                error::EXIT_BAD_INPUT as u8
+            } else {
+                0
+            });
+        }
+    };
+    init_logging(&cli.log_level);
+    let runner = Runner::from_env();
+    match jisu_deploy::run::run(&cli, &runner) {
+        Ok(()) => ExitCode::from(error::EXIT_OK as u8),
+        Err(err) => {
+            report(&err, &runner);
+            ExitCode::from(error::exit_code(&err) as u8)
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// Prints the error on stderr and, inside Actions, as annotations GitHub shows on the run.
+fn report(err: &anyhow::Error, runner: &Runner) {
+    eprintln!("error: {err:#}");
+    match err.downcast_ref::<InputError>() {
+        Some(input) => {
+            for problem in &input.problems {
+                let at = AnnotationAt {
+                    file: problem.position.map(|_| problem.source.clone()),
+                    line: problem.position.map(|(line, _)| line),
+                    column: problem.position.map(|(_, column)| column),
+                    title: Some("jisu-deploy: bad input".to_owned()),
+                };
+                runner.error_annotation(&at, &problem.to_string());
+            }
+        }
+        None => runner.error_annotation(&AnnotationAt::default(), &format!("{err:#}")),
+    }
+}

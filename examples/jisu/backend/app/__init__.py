@@ -1,0 +1,1 @@
+"""Jisu fund-analysis backend (fixture)."""

@@ -1,0 +1,118 @@
+//! The pipeline file and the GitHub run context, each read and validated once, up front.
+
+pub mod context;
+pub mod cron;
+pub mod duration;
+pub mod event;
+pub mod locate;
+pub mod pipeline;
+pub mod validate;
+
+use std::path::{Component as PathPart, Path, PathBuf};
+
+use crate::error::{InputError, InputProblem};
+use locate::FieldPositions;
+pub use pipeline::Pipeline;
+use validate::Workspace;
+
+/// Where the pipeline file is looked for when `--config` is not given.
+pub const DEFAULT_PIPELINE_PATH: &str = ".github/jisu-deploy.yml";
+
+/// A repository checkout on disk; paths in the pipeline file are relative to it.
+pub struct Checkout {
+    root: PathBuf,
+}
+
+impl Checkout {
+    /// The checkout rooted at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Checkout { root: root.into() }
+    }
+
+    /// Resolves a path from the pipeline file, refusing absolute paths and `..` so a
+    /// pipeline file cannot point outside the repository.
+    fn resolve(&self, path: &str) -> Option<PathBuf> {
+        let relative = Path::new(path);
+        let inside = relative
+            .components()
+            .all(|part| matches!(part, PathPart::Normal(_) | PathPart::CurDir));
+        inside.then(|| self.root.join(relative))
+    }
+}
+
+impl Workspace for Checkout {
+    fn is_dir(&self, path: &str) -> bool {
+        self.resolve(path).is_some_and(|p| p.is_dir())
+    }
+    fn is_file(&self, path: &str) -> bool {
+        self.resolve(path).is_some_and(|p| p.is_file())
+    }
+}
+
+/// Reads, parses and validates the pipeline file at `path`.
+pub fn load(path: &Path, workspace: &dyn Workspace) -> Result<Pipeline, InputError> {
+    let source = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        InputError::new(
+            &source,
+            None,
+            format!("cannot read the pipeline file ({err}); create it or pass --config FILE (default: {DEFAULT_PIPELINE_PATH})"),
+        )
+    })?;
+    parse(&text, &source, workspace)
+}
+
+/// Parses and validates pipeline YAML; `source` names it in errors.
+pub fn parse(text: &str, source: &str, workspace: &dyn Workspace) -> Result<Pipeline, InputError> {
+    let is_empty = matches!(
+        serde_yaml::from_str::<serde_yaml::Value>(text),
+        Ok(serde_yaml::Value::Null)
+    );
+    if is_empty {
+        return Err(InputError::new(
+            source,
+            None,
+            "the pipeline file is empty; it needs at least `version`, `images`, `components` and `environments` (see examples/jisu/jisu-deploy.yml)",
+        ));
+    }
+    let positions = FieldPositions::index(text);
+    let deserializer = serde_yaml::Deserializer::from_str(text);
+    let pipeline: Pipeline = serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let field = err.path().to_string();
+        let inner = err.inner();
+        let position = inner
+            .location()
+            .map(|at| (at.line(), at.column()))
+            .or_else(|| positions.find(&field).map(|p| (p.line, p.column)));
+        InputError {
+            problems: vec![InputProblem {
+                source: source.to_owned(),
+                position,
+                field: (field != ".").then_some(field),
+                message: without_location(&inner.to_string()),
+            }],
+        }
+    })?;
+    let violations = validate::validate(&pipeline, workspace);
+    if violations.is_empty() {
+        return Ok(pipeline);
+    }
+    let problems = violations
+        .into_iter()
+        .map(|(field, message)| InputProblem {
+            source: source.to_owned(),
+            position: positions.find(&field).map(|p| (p.line, p.column)),
+            field: Some(field),
+            message,
+        })
+        .collect();
+    Err(InputError { problems })
+}
+
+/// serde_yaml appends " at line L column C"; the position is reported separately.
+fn without_location(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(cut) => message[..cut].to_owned(),
+        None => message.to_owned(),
+    }
+}

@@ -1,0 +1,287 @@
+//! The typed pipeline file (`.github/jisu-deploy.yml`): what to build, test and deploy where.
+//!
+//! Every struct denies unknown keys so a typo fails loudly instead of being ignored.
+//! Semantic rules that serde cannot express live in `validate.rs`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::duration::HumanDuration;
+
+/// The whole pipeline file.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Pipeline {
+    /// Schema version of the file; only `1` exists.
+    pub version: u32,
+    /// The branch `latest` tags come from when the event payload does not say.
+    #[serde(default = "default_branch")]
+    pub default_branch: String,
+    /// Where images go and how they are tagged.
+    pub images: Images,
+    /// The deployable parts, keyed by name (`frontend`, `backend`).
+    pub components: BTreeMap<String, Component>,
+    /// Deploy targets, keyed by name (`staging`, `production`).
+    pub environments: BTreeMap<String, Environment>,
+    /// Commands that must pass before images are pushed.
+    #[serde(default)]
+    pub gates: Gates,
+    /// Which images are kept on the registry.
+    #[serde(default)]
+    pub retention: Option<Retention>,
+    /// Nightly backups of an environment's data.
+    #[serde(default)]
+    pub backup: Option<Backup>,
+}
+
+fn default_branch() -> String {
+    "main".to_owned()
+}
+
+/// The image registry and the tag scheme.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Images {
+    /// Registry host, e.g. `ghcr.io`.
+    #[serde(default = "default_registry")]
+    pub registry: String,
+    /// How components map to repositories and tags.
+    pub scheme: TagScheme,
+    /// For `component-prefix`: the one repository all components share (`jisu/platform`).
+    #[serde(default)]
+    pub repository: Option<String>,
+    /// For `per-component`: the owner repositories live under (`jisu` gives `jisu/backend`).
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Whether commit tags carry the full 40-character sha or the first 7.
+    #[serde(default)]
+    pub sha: ShaLength,
+}
+
+fn default_registry() -> String {
+    "ghcr.io".to_owned()
+}
+
+/// How components share registry repositories.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum TagScheme {
+    /// One repository, tags prefixed by the component: `ghcr.io/jisu/platform:backend-<sha>`.
+    ComponentPrefix,
+    /// One repository per component: `ghcr.io/jisu/backend:sha-<sha>`.
+    PerComponent,
+}
+
+/// Length of the commit sha in tags.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ShaLength {
+    /// All 40 characters: never ambiguous.
+    #[default]
+    Long,
+    /// The first 7 characters, as `git log --oneline` shows.
+    Short,
+}
+
+/// One deployable part: how its image is built and what Kubernetes objects carry it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Component {
+    /// Build context, relative to the repository root.
+    pub context: String,
+    /// Dockerfile, relative to the repository root.
+    pub dockerfile: String,
+    /// For `per-component`: overrides `<owner>/<component>`.
+    #[serde(default)]
+    pub repository: Option<String>,
+    /// Build arguments (not secrets: they end up in the image history).
+    #[serde(default)]
+    pub build_args: BTreeMap<String, String>,
+    /// The container port its Service routes to.
+    pub port: u16,
+    /// Name of the Deployment and Service in the manifests; defaults to the component name.
+    #[serde(default)]
+    pub workload: Option<String>,
+}
+
+/// A deploy target.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Environment {
+    /// Pushes to this branch deploy here.
+    pub branch: String,
+    /// Kubernetes namespace.
+    pub namespace: String,
+    /// Public URL, shown on the GitHub deployment and used by relative checks.
+    pub url: String,
+    /// How new versions replace old ones.
+    pub strategy: Strategy,
+    /// Folder of manifests, relative to the repository root.
+    pub manifests: String,
+    /// Replica count per component; the manifests' value when absent.
+    #[serde(default)]
+    pub replicas: BTreeMap<String, u32>,
+    /// How long a rollout may take before it counts as failed.
+    #[serde(default = "default_rollout_timeout")]
+    pub rollout_timeout: HumanDuration,
+    /// HTTP checks run after the rollout (and, for blue-green, before the switch).
+    #[serde(default)]
+    pub checks: Vec<HttpCheck>,
+    /// A command run after the checks, e.g. integration tests; gets `JISU_ENV_URL`.
+    #[serde(default)]
+    pub command: Option<Command>,
+    /// Blue-green settings; required when `strategy: blue-green`.
+    #[serde(default)]
+    pub blue_green: Option<BlueGreen>,
+}
+
+fn default_rollout_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(600))
+}
+
+/// How an environment is updated.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Update the Deployments in place.
+    Rolling,
+    /// Run the new version beside the live one and switch the Services.
+    BlueGreen,
+}
+
+/// Blue-green settings.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BlueGreen {
+    /// URL that reaches the idle color before the switch (a preview Ingress).
+    #[serde(default)]
+    pub preview_url: Option<String>,
+    /// How long health is watched after the switch before the deploy counts as good.
+    #[serde(default = "default_verify_for")]
+    pub verify_for: HumanDuration,
+    /// How long the previous color keeps running so a rollback is one selector patch.
+    #[serde(default = "default_keep_previous_for")]
+    pub keep_previous_for: HumanDuration,
+}
+
+fn default_verify_for() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(120))
+}
+
+fn default_keep_previous_for() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(24 * 3600))
+}
+
+/// One HTTP check.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpCheck {
+    /// Shown in logs and check runs.
+    pub name: String,
+    /// Absolute URL, or a path joined to the environment URL.
+    pub url: String,
+    /// The status code that counts as healthy.
+    #[serde(default = "default_expect_status")]
+    pub expect_status: u16,
+    /// Attempts before the check fails.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Time allowed for one attempt.
+    #[serde(default = "default_check_timeout")]
+    pub timeout: HumanDuration,
+}
+
+fn default_expect_status() -> u16 {
+    200
+}
+
+fn default_retries() -> u32 {
+    5
+}
+
+fn default_check_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(10))
+}
+
+/// A program and its arguments, run without a shell.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Command {
+    /// Shown in logs and check runs.
+    pub name: String,
+    /// The program followed by its arguments.
+    pub run: Vec<String>,
+    /// Working directory, relative to the repository root.
+    #[serde(default = "default_workdir")]
+    pub workdir: String,
+    /// Extra environment variables (not secrets: they are printed in plans).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+fn default_workdir() -> String {
+    ".".to_owned()
+}
+
+/// Commands that must pass, grouped as the pipeline runs them.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Gates {
+    /// Style and static checks.
+    #[serde(default)]
+    pub lint: Vec<Command>,
+    /// Security scanners (code and dependencies).
+    #[serde(default)]
+    pub security: Vec<Command>,
+    /// Test suites.
+    #[serde(default)]
+    pub test: Vec<Command>,
+}
+
+/// Which images stay on the registry.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Cron expression (UTC) of the scheduled run that prunes.
+    pub schedule: String,
+    /// Commit-sha tags kept per component, newest first.
+    pub keep_sha_tags: u32,
+    /// Untagged versions older than this are deleted.
+    pub delete_untagged_after: HumanDuration,
+}
+
+/// Nightly backups.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Backup {
+    /// Cron expression (UTC) of the scheduled run that backs up.
+    pub schedule: String,
+    /// The environment whose data is backed up.
+    pub environment: String,
+    /// What to back up.
+    pub targets: Vec<BackupTarget>,
+    /// Where archives go, e.g. `s3://jisu-backups/prod`.
+    pub destination: String,
+    /// Archives older than this are expired.
+    pub retain_for: HumanDuration,
+}
+
+/// One kind of data to back up.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackupTarget {
+    /// `pg_dump` of the database.
+    Postgres,
+    /// A Redis RDB snapshot.
+    Redis,
+    /// The namespace's Kubernetes objects as YAML.
+    Kubernetes,
+}
+
+impl Component {
+    /// The Deployment/Service name in the manifests.
+    pub fn workload_name<'a>(&'a self, component: &'a str) -> &'a str {
+        self.workload.as_deref().unwrap_or(component)
+    }
+}

@@ -1,0 +1,294 @@
+//! Printing a plan: a readable tree for terminals and logs, stable JSON for programs.
+
+use std::fmt::Write;
+
+use super::{Action, ColorRole, Decision, ImageSource, Plan, short};
+use crate::config::context::{DispatchRequest, Event, GitRef};
+
+/// One line saying what event the plan is for.
+pub fn headline(plan: &Plan) -> String {
+    let ctx = &plan.context;
+    let at = ctx
+        .sha
+        .as_deref()
+        .map(|sha| format!(" at {}", short(sha)))
+        .unwrap_or_default();
+    let what = match &ctx.event {
+        Event::Push { git_ref, .. } => match git_ref {
+            GitRef::Branch(name) => format!("push to branch `{name}`{at}"),
+            GitRef::Tag(name) => format!("push of tag `{name}`{at}"),
+            GitRef::Other(name) => format!("push of `{name}`{at}"),
+        },
+        Event::PullRequest {
+            number,
+            base_branch,
+            ..
+        } => {
+            let base = base_branch
+                .as_deref()
+                .map(|b| format!(" into `{b}`"))
+                .unwrap_or_default();
+            format!("pull request #{number}{base}{at}")
+        }
+        Event::WorkflowDispatch { request, .. } => match request {
+            DispatchRequest::Promote { environment, sha } => {
+                format!("workflow_dispatch: promote {} to {environment}", short(sha))
+            }
+            DispatchRequest::Rollback { environment } => {
+                format!("workflow_dispatch: roll back {environment}")
+            }
+        },
+        Event::Schedule { cron: Some(cron) } => format!("schedule `{cron}`"),
+        Event::Schedule { cron: None } => "schedule".to_owned(),
+    };
+    let mode = if plan.dry_run {
+        "dry run, nothing is changed"
+    } else {
+        "live"
+    };
+    format!("{what} [run mode: {mode}]")
+}
+
+fn mark(decision: &Decision) -> &'static str {
+    if decision.runs { "run " } else { "skip" }
+}
+
+/// The plan as an indented tree.
+pub fn text(plan: &Plan) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Plan for {}", headline(plan));
+    for note in &plan.notes {
+        let _ = writeln!(out, "  note: {note}");
+    }
+    for (j, job) in plan.jobs.iter().enumerate() {
+        let last_job = j + 1 == plan.jobs.len();
+        let (branch, indent) = if last_job {
+            ("└─", "   ")
+        } else {
+            ("├─", "│  ")
+        };
+        let needs = if job.needs.is_empty() {
+            String::new()
+        } else {
+            format!(" (needs {})", job.needs.join(", "))
+        };
+        let _ = writeln!(
+            out,
+            "{branch} [{}] {}{needs}: {}",
+            mark(&job.decision),
+            job.id,
+            job.decision.reason
+        );
+        for (s, step) in job.steps.iter().enumerate() {
+            let last_step = s + 1 == job.steps.len();
+            let step_branch = if last_step { "└─" } else { "├─" };
+            let detail_indent = if last_step { "   " } else { "│  " };
+            let _ = writeln!(
+                out,
+                "{indent}{step_branch} [{}] {}: {}",
+                mark(&step.decision),
+                step.id,
+                step.decision.reason
+            );
+            for line in describe(&step.action) {
+                let _ = writeln!(out, "{indent}{detail_indent}   {line}");
+            }
+        }
+    }
+    if plan.jobs.is_empty() && plan.notes.is_empty() {
+        let _ = writeln!(out, "  (nothing to do)");
+    }
+    out
+}
+
+fn color(role: &Option<ColorRole>) -> &'static str {
+    match role {
+        Some(ColorRole::Idle) => "-<idle color>",
+        Some(ColorRole::Live) => "-<live color>",
+        None => "",
+    }
+}
+
+/// What an action does, in one or more short lines.
+pub fn describe(action: &Action) -> Vec<String> {
+    match action {
+        Action::RunCommand { command } => {
+            let mut line = format!("$ {}", command.run.join(" "));
+            if command.workdir != "." {
+                let _ = write!(line, "   (in {})", command.workdir);
+            }
+            let mut lines = vec![line];
+            if !command.env.is_empty() {
+                let vars: Vec<String> = command
+                    .env
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                lines.push(format!("env: {}", vars.join(" ")));
+            }
+            lines
+        }
+        Action::BuildImage {
+            context,
+            dockerfile,
+            tags,
+            push,
+            ..
+        } => {
+            let mut lines = vec![format!("context {context}, {dockerfile}")];
+            let verb = if *push { "push" } else { "tag (local)" };
+            lines.extend(tags.iter().map(|t| format!("{verb} {t}")));
+            lines
+        }
+        Action::AcquireLock { namespace, lease } | Action::ReleaseLock { namespace, lease } => {
+            vec![format!("Lease {namespace}/{lease}")]
+        }
+        Action::Apply {
+            namespace,
+            manifests,
+            images,
+            replicas,
+            color: role,
+        } => {
+            let mut lines = vec![format!(
+                "manifests {manifests} -> namespace {namespace}{}",
+                match role {
+                    Some(_) => format!(", objects suffixed {}", color(role)),
+                    None => String::new(),
+                }
+            )];
+            for image in images {
+                lines.push(match image {
+                    ImageSource::Build {
+                        component,
+                        reference,
+                    } => {
+                        format!("{component}: digest pushed as {reference}")
+                    }
+                    ImageSource::Promotion {
+                        component,
+                        reference,
+                    } => {
+                        format!("{component}: digest of {reference}")
+                    }
+                });
+            }
+            if !replicas.is_empty() {
+                let list: Vec<String> = replicas.iter().map(|(c, n)| format!("{c}={n}")).collect();
+                lines.push(format!("replicas {}", list.join(" ")));
+            }
+            lines
+        }
+        Action::WaitRollout {
+            namespace,
+            workloads,
+            color: role,
+            timeout,
+        } => {
+            let names: Vec<String> = workloads
+                .iter()
+                .map(|w| format!("{w}{}", color(role)))
+                .collect();
+            vec![format!(
+                "deployments {} in {namespace}, deadline {timeout}",
+                names.join(", ")
+            )]
+        }
+        Action::HttpChecks { base_url, checks }
+        | Action::VerifyAfterSwitch {
+            base_url, checks, ..
+        } => checks
+            .iter()
+            .map(|c| {
+                let url = if c.url.starts_with('/') {
+                    format!("{}{}", base_url.trim_end_matches('/'), c.url)
+                } else {
+                    c.url.clone()
+                };
+                format!(
+                    "{}: GET {url} expects {} ({} tries, {} each)",
+                    c.name, c.expect_status, c.retries, c.timeout
+                )
+            })
+            .collect(),
+        Action::ReadLiveColor {
+            namespace,
+            services,
+        } => {
+            vec![format!("services {} in {namespace}", services.join(", "))]
+        }
+        Action::SwitchTraffic {
+            namespace,
+            services,
+            to,
+        } => {
+            let to = match to {
+                ColorRole::Idle => "the idle color",
+                ColorRole::Live => "the live color",
+            };
+            vec![format!(
+                "services {} in {namespace} -> {to}",
+                services.join(", ")
+            )]
+        }
+        Action::KeepPreviousColor {
+            namespace,
+            scale_down_after,
+        } => {
+            vec![format!(
+                "previous color in {namespace} scaled to 0 after {scale_down_after}"
+            )]
+        }
+        Action::RedeployPrevious {
+            namespace,
+            workloads,
+        } => {
+            vec![format!(
+                "deployments {} in {namespace}",
+                workloads.join(", ")
+            )]
+        }
+        Action::RecordDeployment {
+            environment,
+            url,
+            production,
+        } => {
+            vec![format!(
+                "environment {environment} ({url}), production_environment: {production}"
+            )]
+        }
+        Action::PromoteImages { images, .. } => images
+            .iter()
+            .map(|p| format!("{}: {} -> {}", p.component, p.source, p.target))
+            .collect(),
+        Action::PruneImages {
+            repositories,
+            keep_sha_tags,
+            delete_untagged_after,
+            always_keep,
+        } => vec![
+            format!("repositories {}", repositories.join(", ")),
+            format!(
+                "keep the newest {keep_sha_tags} sha tags per component; untagged versions go after {delete_untagged_after}"
+            ),
+            format!("always kept: {}", always_keep.join(", ")),
+        ],
+        Action::Backup {
+            namespace,
+            targets,
+            destination,
+            retain_for,
+            ..
+        } => vec![
+            format!("{} from {namespace}", targets.join(", ")),
+            format!("to {destination}, expired after {retain_for}"),
+        ],
+    }
+}
+
+/// The plan as pretty JSON, the documented `--output json` form.
+pub fn json(plan: &Plan) -> String {
+    let mut text = serde_json::to_string_pretty(plan).expect("a plan is plain data");
+    text.push('\n');
+    text
+}

@@ -1,0 +1,3 @@
+//! Container images: tag rules (and, in later versions, references, promotion and pruning).
+
+pub mod tags;

@@ -1,0 +1,3 @@
+//! What the pipeline tells people: the job summary (and, later, parsed linter findings).
+
+pub mod summary;

@@ -1,0 +1,123 @@
+//! Runs a parsed command line: loads inputs once, validates them, then does the work.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command, EventArgs, ImageCommand, OutputFormat, PlanArgs, TagsArgs};
+use crate::config::context::{ContextSources, RunContext};
+use crate::config::{self, Checkout, DEFAULT_PIPELINE_PATH, Pipeline};
+use crate::error::InputError;
+use crate::github::actions::Runner;
+use crate::plan::{self, render};
+use crate::registry::tags;
+use crate::report::summary;
+
+/// Runs `cli`, printing to stdout; errors carry what the exit code needs.
+pub fn run(cli: &Cli, runner: &Runner) -> Result<()> {
+    match &cli.command {
+        Command::Plan(args) => plan(cli, args, runner),
+        Command::Image(ImageCommand::Tags(args)) => image_tags(cli, args),
+    }
+}
+
+/// The pipeline file's path: `--config`, else the default inside the workspace.
+fn pipeline_path(cli: &Cli) -> PathBuf {
+    match &cli.config {
+        Some(path) => path.clone(),
+        None => cli.workspace.join(DEFAULT_PIPELINE_PATH),
+    }
+}
+
+fn load_inputs(cli: &Cli, event: &EventArgs) -> Result<(Pipeline, RunContext, String), InputError> {
+    let path = pipeline_path(cli);
+    let pipeline = config::load(&path, &Checkout::new(&cli.workspace))?;
+    let context = RunContext::resolve(&context_sources(event)?)?;
+    Ok((pipeline, context, path.display().to_string()))
+}
+
+/// Gathers flags and runner variables; reading the payload is the only I/O.
+fn context_sources(args: &EventArgs) -> Result<ContextSources, InputError> {
+    let event_payload = match &args.event_path {
+        Some(path) => Some(read_payload(path)?),
+        None => None,
+    };
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    Ok(ContextSources {
+        event_name: args.event_name.clone(),
+        event_path: args.event_path.as_ref().map(|p| p.display().to_string()),
+        event_payload,
+        git_ref: args.git_ref.clone(),
+        sha_flag: args.sha.clone(),
+        sha_env: env("GITHUB_SHA"),
+        inputs: args.inputs.iter().cloned().collect(),
+        repository: env("GITHUB_REPOSITORY"),
+    })
+}
+
+fn read_payload(path: &Path) -> Result<String, InputError> {
+    std::fs::read_to_string(path).map_err(|err| {
+        InputError::new(
+            path.display().to_string(),
+            None,
+            format!("cannot read the event payload: {err}"),
+        )
+    })
+}
+
+fn plan(cli: &Cli, args: &PlanArgs, runner: &Runner) -> Result<()> {
+    let (pipeline, context, source) = load_inputs(cli, &args.event)?;
+    // ACT=true is a local act run: dry run unless the flag or input says otherwise.
+    let dry_run = cli.dry_run.unwrap_or(runner.in_act);
+    let plan = plan::build(&pipeline, &context, dry_run, &source)?;
+    match args.output {
+        OutputFormat::Text => print!("{}", render::text(&plan)),
+        OutputFormat::Json => print!("{}", render::json(&plan)),
+    }
+    let running: Vec<&str> = plan
+        .jobs
+        .iter()
+        .filter(|j| j.decision.runs)
+        .map(|j| j.id.as_str())
+        .collect();
+    let environments: Vec<&str> = plan
+        .jobs
+        .iter()
+        .filter(|j| j.decision.runs)
+        .filter_map(|j| j.environment.as_deref())
+        .collect();
+    runner.set_outputs(&[
+        ("jobs", running.join(",")),
+        (
+            "environment",
+            environments.first().copied().unwrap_or_default().to_owned(),
+        ),
+        ("dry-run", dry_run.to_string()),
+        ("plan", render::json(&plan)),
+    ])?;
+    runner.append_summary(&summary::plan_markdown(&plan))?;
+    Ok(())
+}
+
+fn image_tags(cli: &Cli, args: &TagsArgs) -> Result<()> {
+    let (pipeline, context, _) = load_inputs(cli, &args.event)?;
+    let images: Vec<tags::ImageTags> = pipeline
+        .components
+        .keys()
+        .filter_map(|component| tags::compute(&pipeline, &context, component))
+        .collect();
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&images)?),
+        OutputFormat::Text if images.is_empty() => println!("this event builds no images"),
+        OutputFormat::Text => {
+            for image in &images {
+                let verb = if image.push { "push" } else { "build only" };
+                println!("{} ({verb}):", image.component);
+                for reference in image.references() {
+                    println!("  {reference}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
