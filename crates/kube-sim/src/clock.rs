@@ -1,17 +1,19 @@
 //! Simulated time: a clock that runs `scale` times faster than the wall clock, and the
 //! RFC 3339 timestamps Kubernetes objects carry.
 //!
-//! Every deadline the emulated controllers honour (pod ready delays, crash-loop back-off,
-//! `progressDeadlineSeconds`) is measured on this clock, so a test can exercise a
-//! ten-minute deadline in a few real seconds.
+//! Objects carry real wall-clock timestamps (so `kubectl get` shows sensible ages), but
+//! every delay the emulated controllers honour (pod ready delays, crash-loop back-off,
+//! `progressDeadlineSeconds`, `minReadySeconds`) is the real time elapsed since a
+//! timestamp multiplied by the scale, so a test can exercise a ten-minute deadline in a
+//! few real seconds. With a scale other than 1, timestamps carry milliseconds, which
+//! `metav1.Time` parsers accept, so that short simulated delays stay measurable.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// A point on the simulated timeline, in milliseconds since the Unix epoch.
+/// A wall-clock instant, in milliseconds since the Unix epoch.
 pub type SimMillis = i64;
 
-/// The simulated clock. It starts at the real wall-clock time and then advances `scale`
-/// simulated seconds per real second.
+/// The clock: wall time for timestamps, scaled for elapsed simulated time.
 #[derive(Debug, Clone)]
 pub struct SimClock {
     start_real: Instant,
@@ -42,16 +44,29 @@ impl SimClock {
         self.scale
     }
 
-    /// The current simulated time.
+    /// The current wall-clock time (monotonic since start).
     pub fn now(&self) -> SimMillis {
-        let real = self.start_real.elapsed().as_secs_f64();
-        self.start_epoch_ms + (real * self.scale * 1000.0) as i64
+        self.start_epoch_ms + self.start_real.elapsed().as_millis() as i64
     }
 
-    /// The current simulated time as an RFC 3339 timestamp (second precision, as the
-    /// API server writes `metav1.Time`).
+    /// The current time as an RFC 3339 timestamp: whole seconds, as the API server
+    /// writes `metav1.Time`, or milliseconds when time is scaled.
     pub fn now_rfc3339(&self) -> String {
-        format_rfc3339(self.now())
+        self.format(self.now())
+    }
+
+    /// Formats an instant as [`SimClock::now_rfc3339`] does.
+    pub fn format(&self, ms: SimMillis) -> String {
+        if self.scale == 1.0 {
+            format_rfc3339(ms)
+        } else {
+            format_rfc3339_millis(ms)
+        }
+    }
+
+    /// Simulated time elapsed since the wall-clock instant `since`.
+    pub fn sim_since(&self, since: SimMillis) -> Duration {
+        Duration::from_secs_f64((self.now() - since).max(0) as f64 / 1000.0 * self.scale)
     }
 
     /// The real duration that corresponds to `sim` simulated time.
@@ -74,6 +89,12 @@ pub fn format_rfc3339(ms: SimMillis) -> String {
     )
 }
 
+/// Formats epoch milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn format_rfc3339_millis(ms: SimMillis) -> String {
+    let whole = format_rfc3339(ms);
+    format!("{}.{:03}Z", &whole[..whole.len() - 1], ms.rem_euclid(1000))
+}
+
 /// Parses `YYYY-MM-DDTHH:MM:SS[.frac]Z` (what the API server and this simulator write)
 /// into epoch milliseconds. Offsets other than `Z` are not accepted.
 pub fn parse_rfc3339(s: &str) -> Option<SimMillis> {
@@ -85,7 +106,13 @@ pub fn parse_rfc3339(s: &str) -> Option<SimMillis> {
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
     let days = days_from_civil(y, mo, d);
-    Some(((days * 86_400) + h * 3600 + mi * 60 + se) * 1000)
+    let frac = s[19..s.len() - 1].strip_prefix('.').unwrap_or("");
+    let millis = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<3}")[..3].parse::<i64>().ok()?
+    };
+    Some(((days * 86_400) + h * 3600 + mi * 60 + se) * 1000 + millis)
 }
 
 // Howard Hinnant's civil-date algorithms: exact for the proleptic Gregorian calendar.
@@ -126,7 +153,15 @@ mod tests {
         );
         assert_eq!(
             parse_rfc3339("2024-02-29T23:59:59.123456Z"),
-            Some(1_709_251_199_000)
+            Some(1_709_251_199_123)
+        );
+        assert_eq!(
+            format_rfc3339_millis(1_709_251_199_045),
+            "2024-02-29T23:59:59.045Z"
+        );
+        assert_eq!(
+            parse_rfc3339("2024-02-29T23:59:59.5Z"),
+            Some(1_709_251_199_500)
         );
         assert_eq!(parse_rfc3339("yesterday"), None);
     }
@@ -137,7 +172,8 @@ mod tests {
         let t0 = clock.now();
         std::thread::sleep(Duration::from_millis(20));
         // 20 ms real at 1000x is 20 simulated seconds; allow for scheduling slack.
-        assert!(clock.now() - t0 >= 19_000);
+        assert!(clock.sim_since(t0) >= Duration::from_secs(19));
+        assert!(clock.now_rfc3339().contains('.'));
         assert_eq!(
             clock.to_real(Duration::from_secs(10)),
             Duration::from_millis(10)

@@ -243,7 +243,11 @@ pub fn write(
     if ctx.subresource != "status" {
         objects::validate(rt, &new, current.as_deref())?;
     }
-    if rt.has_status && res != *ids::NAMESPACE && res != *ids::POD {
+    // Only the workload-style types track spec changes in `metadata.generation`.
+    if matches!(
+        rt.kind,
+        "Deployment" | "ReplicaSet" | "HorizontalPodAutoscaler"
+    ) {
         let generation = match current.as_deref() {
             None => 1,
             Some(cur) => {

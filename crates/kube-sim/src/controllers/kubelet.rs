@@ -1,0 +1,101 @@
+//! The kubelet stand-in: gives every Pod an IP and a status that follows its images'
+//! scripted behaviour (ready after a delay, never ready, crash-looping, failing to
+//! pull, flapping), measured in simulated time from the Pod's creation.
+
+use serde_json::{Value, json};
+
+use super::{meta, put_status};
+use crate::behaviour::{ImageRules, container_view};
+use crate::clock::parse_rfc3339;
+use crate::resources::ids;
+use crate::store::Inner;
+
+/// Field manager the kubelet writes Pod status with.
+pub const KUBELET: &str = "kubelet";
+
+/// One pass over every Pod.
+pub fn reconcile(s: &mut Inner, images: &ImageRules) {
+    let pods: Vec<Value> = s.list(*ids::POD, None).map(|p| (**p).clone()).collect();
+    let now = s.clock.now();
+    let now_s = s.clock.format(now);
+    let clock = s.clock.clone();
+    for pod in pods {
+        if pod.pointer("/metadata/deletionTimestamp").is_some() {
+            continue;
+        }
+        let created = parse_rfc3339(meta(&pod, "creationTimestamp")).unwrap_or(now);
+        let elapsed = clock.sim_since(created);
+        let name = meta(&pod, "name").to_string();
+        let mut statuses = Vec::new();
+        let (mut all_ready, mut all_pulled) = (true, true);
+        for c in pod
+            .pointer("/spec/containers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let cname = c.get("name").and_then(Value::as_str).unwrap_or_default();
+            let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
+            let b = images.behavior_of(image);
+            let v = container_view(&b, elapsed, cname, &name, |d| {
+                clock.format(created + clock.to_real(d).as_millis() as i64)
+            });
+            all_ready &= v.ready;
+            all_pulled &= v.pulled;
+            let digest = format!(
+                "{}@sha256:{:064x}",
+                image.split('@').next().unwrap_or(image),
+                image.len()
+            );
+            statuses.push(json!({
+                "name": cname, "image": image, "imageID": if v.pulled { digest } else { String::new() },
+                "ready": v.ready, "started": v.running, "restartCount": v.restarts,
+                "state": v.state, "lastState": v.last_state,
+                "containerID": if v.pulled { format!("containerd://{:064x}", created) } else { String::new() },
+            }));
+        }
+        let ip = match pod.pointer("/status/podIP").and_then(Value::as_str) {
+            Some(ip) => ip.to_string(),
+            None => {
+                let n = s.next_counter();
+                format!("10.244.{}.{}", (n / 250) % 250, n % 250 + 1)
+            }
+        };
+        let prev = pod.get("status");
+        let cond = |ty: &str, ok: bool| {
+            let status = if ok { "True" } else { "False" };
+            let old = prev
+                .and_then(|p| p.get("conditions"))
+                .and_then(Value::as_array)
+                .and_then(|cs| cs.iter().find(|c| c["type"] == ty && c["status"] == status));
+            let since = old
+                .and_then(|c| c.get("lastTransitionTime"))
+                .cloned()
+                .unwrap_or(json!(now_s));
+            let mut c = json!({"type": ty, "status": status, "lastProbeTime": null, "lastTransitionTime": since});
+            if !ok && (ty == "Ready" || ty == "ContainersReady") {
+                c["reason"] = json!("ContainersNotReady");
+            }
+            c
+        };
+        // Crash-looping pods stay Running between restarts; unpulled images keep a pod Pending.
+        let phase = if all_pulled { "Running" } else { "Pending" };
+        let created_s = clock.format(created);
+        let status = json!({
+            "phase": phase,
+            "conditions": [
+                cond("PodReadyToStartContainers", true),
+                cond("Initialized", true),
+                cond("Ready", all_ready),
+                cond("ContainersReady", all_ready),
+                cond("PodScheduled", true),
+            ],
+            "hostIP": "10.0.0.10", "hostIPs": [{"ip": "10.0.0.10"}],
+            "podIP": ip, "podIPs": [{"ip": ip}],
+            "startTime": created_s,
+            "qosClass": "BestEffort",
+            "containerStatuses": statuses,
+        });
+        put_status(s, *ids::POD, &pod, status, KUBELET);
+    }
+}
