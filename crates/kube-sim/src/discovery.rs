@@ -70,7 +70,15 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
         }
         if matches!(
             r.kind,
-            "Pod" | "Service" | "Deployment" | "ReplicaSet" | "HorizontalPodAutoscaler"
+            "Pod"
+                | "Service"
+                | "Deployment"
+                | "ReplicaSet"
+                | "HorizontalPodAutoscaler"
+                | "StatefulSet"
+                | "DaemonSet"
+                | "Job"
+                | "CronJob"
         ) {
             main["categories"] = json!(["all"]);
         }
@@ -101,18 +109,18 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     )
 }
 
-/// `/openapi/v3`: the index of per-group-version documents.
+/// `/openapi/v3`: the index of per-group-version documents. Each URL carries a hash of
+/// its document, because kubectl caches documents by that hash.
 pub fn openapi_v3_index() -> Value {
+    let url = |g: &str, v: &str, prefix: String| {
+        let doc = openapi_v3_doc(g, v).unwrap_or_default();
+        let hash = crate::controllers::deployment::template_hash(&doc);
+        json!({"serverRelativeURL": format!("/openapi/v3/{prefix}?hash={hash}")})
+    };
     let mut paths = serde_json::Map::new();
-    paths.insert(
-        "api/v1".into(),
-        json!({"serverRelativeURL": "/openapi/v3/api/v1?hash=kubesim"}),
-    );
+    paths.insert("api/v1".into(), url("", "v1", "api/v1".into()));
     for (g, v) in groups() {
-        paths.insert(
-            format!("apis/{g}/{v}"),
-            json!({"serverRelativeURL": format!("/openapi/v3/apis/{g}/{v}?hash=kubesim")}),
-        );
+        paths.insert(format!("apis/{g}/{v}"), url(g, v, format!("apis/{g}/{v}")));
     }
     json!({"paths": paths})
 }

@@ -102,8 +102,13 @@ pub fn apply_defaults(rt: &ResourceType, obj: &mut Value) {
                 pod_spec_defaults(spec);
             }
         }
-        "ReplicaSet" => {
+        "ReplicaSet" | "StatefulSet" => {
             set_default(obj, &["spec", "replicas"], json!(1));
+            if let Some(spec) = obj.pointer_mut("/spec/template/spec") {
+                pod_spec_defaults(spec);
+            }
+        }
+        "DaemonSet" | "Job" => {
             if let Some(spec) = obj.pointer_mut("/spec/template/spec") {
                 pod_spec_defaults(spec);
             }

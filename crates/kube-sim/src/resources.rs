@@ -62,118 +62,35 @@ macro_rules! res {
 }
 
 /// Every served type. The order is the discovery order.
+#[rustfmt::skip]
 pub static RESOURCES: &[ResourceType] = &[
-    res!(
-        "",
-        "v1",
-        "namespaces",
-        "namespace",
-        "Namespace",
-        false,
-        &["ns"],
-        true,
-        false
-    ),
+    res!("", "v1", "namespaces", "namespace", "Namespace", false, &["ns"], true, false),
     res!("", "v1", "pods", "pod", "Pod", true, &["po"], true, false),
-    res!(
-        "",
-        "v1",
-        "services",
-        "service",
-        "Service",
-        true,
-        &["svc"],
-        true,
-        false
-    ),
-    res!(
-        "",
-        "v1",
-        "endpoints",
-        "endpoints",
-        "Endpoints",
-        true,
-        &["ep"],
-        false,
-        false
-    ),
-    res!(
-        "",
-        "v1",
-        "configmaps",
-        "configmap",
-        "ConfigMap",
-        true,
-        &["cm"],
-        false,
-        false
-    ),
-    res!(
-        "",
-        "v1",
-        "secrets",
-        "secret",
-        "Secret",
-        true,
-        &[],
-        false,
-        false
-    ),
-    res!(
-        "apps",
-        "v1",
-        "deployments",
-        "deployment",
-        "Deployment",
-        true,
-        &["deploy"],
-        true,
-        true
-    ),
-    res!(
-        "apps",
-        "v1",
-        "replicasets",
-        "replicaset",
-        "ReplicaSet",
-        true,
-        &["rs"],
-        true,
-        true
-    ),
-    res!(
-        "discovery.k8s.io",
-        "v1",
-        "endpointslices",
-        "endpointslice",
-        "EndpointSlice",
-        true,
-        &[],
-        false,
-        false
-    ),
-    res!(
-        "autoscaling",
-        "v2",
-        "horizontalpodautoscalers",
-        "horizontalpodautoscaler",
-        "HorizontalPodAutoscaler",
-        true,
-        &["hpa"],
-        true,
-        false
-    ),
-    res!(
-        "coordination.k8s.io",
-        "v1",
-        "leases",
-        "lease",
-        "Lease",
-        true,
-        &[],
-        false,
-        false
-    ),
+    res!("", "v1", "services", "service", "Service", true, &["svc"], true, false),
+    res!("", "v1", "endpoints", "endpoints", "Endpoints", true, &["ep"], false, false),
+    res!("", "v1", "configmaps", "configmap", "ConfigMap", true, &["cm"], false, false),
+    res!("", "v1", "secrets", "secret", "Secret", true, &[], false, false),
+    res!("apps", "v1", "deployments", "deployment", "Deployment", true, &["deploy"], true, true),
+    res!("apps", "v1", "replicasets", "replicaset", "ReplicaSet", true, &["rs"], true, true),
+    res!("discovery.k8s.io", "v1", "endpointslices", "endpointslice", "EndpointSlice", true, &[], false, false),
+    res!("autoscaling", "v2", "horizontalpodautoscalers", "horizontalpodautoscaler", "HorizontalPodAutoscaler", true, &["hpa"], true, false),
+    res!("coordination.k8s.io", "v1", "leases", "lease", "Lease", true, &[], false, false),
+    // Stored only: served so whole platform manifests apply, but no controller acts on them.
+    res!("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", true, &["sa"], false, false),
+    res!("", "v1", "persistentvolumeclaims", "persistentvolumeclaim", "PersistentVolumeClaim", true, &["pvc"], true, false),
+    res!("", "v1", "limitranges", "limitrange", "LimitRange", true, &["limits"], false, false),
+    res!("", "v1", "resourcequotas", "resourcequota", "ResourceQuota", true, &["quota"], true, false),
+    res!("apps", "v1", "statefulsets", "statefulset", "StatefulSet", true, &["sts"], true, true),
+    res!("apps", "v1", "daemonsets", "daemonset", "DaemonSet", true, &["ds"], true, false),
+    res!("batch", "v1", "jobs", "job", "Job", true, &[], true, false),
+    res!("batch", "v1", "cronjobs", "cronjob", "CronJob", true, &["cj"], true, false),
+    res!("networking.k8s.io", "v1", "networkpolicies", "networkpolicy", "NetworkPolicy", true, &["netpol"], false, false),
+    res!("networking.k8s.io", "v1", "ingresses", "ingress", "Ingress", true, &["ing"], true, false),
+    res!("policy", "v1", "poddisruptionbudgets", "poddisruptionbudget", "PodDisruptionBudget", true, &["pdb"], true, false),
+    res!("rbac.authorization.k8s.io", "v1", "roles", "role", "Role", true, &[], false, false),
+    res!("rbac.authorization.k8s.io", "v1", "rolebindings", "rolebinding", "RoleBinding", true, &[], false, false),
+    res!("rbac.authorization.k8s.io", "v1", "clusterroles", "clusterrole", "ClusterRole", false, &[], false, false),
+    res!("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "clusterrolebinding", "ClusterRoleBinding", false, &[], false, false),
 ];
 
 /// The index of a resource type in [`RESOURCES`]; used as the storage key.

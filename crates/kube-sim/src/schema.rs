@@ -83,7 +83,10 @@ pub fn list_type(kind: &str, path: &[&str]) -> ListType {
 fn is_pod_spec(kind: &str, path: &[&str]) -> bool {
     match kind {
         "Pod" => path == ["spec"],
-        "Deployment" | "ReplicaSet" => path == ["spec", "template", "spec"],
+        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "Job" => {
+            path == ["spec", "template", "spec"]
+        }
+        "CronJob" => path == ["spec", "jobTemplate", "spec", "template", "spec"],
         _ => false,
     }
 }

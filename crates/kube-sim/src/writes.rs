@@ -107,6 +107,9 @@ pub fn write(
         ));
     }
     let current = s.get(res, ns, &name);
+    if current.is_none() && rt.namespaced && s.get(*ids::NAMESPACE, "", ns).is_none() {
+        return Err(ApiError::not_found("namespaces", ns));
+    }
     let mut entries = current
         .as_deref()
         .map(managed::read_entries)
@@ -246,7 +249,13 @@ pub fn write(
     // Only the workload-style types track spec changes in `metadata.generation`.
     if matches!(
         rt.kind,
-        "Deployment" | "ReplicaSet" | "HorizontalPodAutoscaler"
+        "Deployment"
+            | "ReplicaSet"
+            | "HorizontalPodAutoscaler"
+            | "StatefulSet"
+            | "DaemonSet"
+            | "Job"
+            | "CronJob"
     ) {
         let generation = match current.as_deref() {
             None => 1,

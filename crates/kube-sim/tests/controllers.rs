@@ -1,0 +1,533 @@
+//! The emulated controllers, observed through the `kube` crate: Deployment rollouts and
+//! their status, scripted container behaviour, Endpoints, garbage collection, and the
+//! scale and status subresources.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{eventually, opts, start};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube_sim::{ImageBehavior, KubeSim};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn setup(sim_opts: kube_sim::SimOptions) -> (KubeSim, kube::Client, Api<Deployment>) {
+    let (sim, client) = start(sim_opts).await;
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    let deploys = Api::namespaced(client.clone(), "default");
+    (sim, client, deploys)
+}
+
+async fn apply(deploys: &Api<Deployment>, d: &serde_json::Value) -> Deployment {
+    let name = d["metadata"]["name"].as_str().unwrap();
+    deploys
+        .patch(name, &PatchParams::apply("test").force(), &Patch::Apply(d))
+        .await
+        .unwrap()
+}
+
+fn condition(d: &Deployment, ty: &str) -> Option<(String, String, String)> {
+    let c = d
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == ty)?;
+    Some((
+        c.status.clone(),
+        c.reason.clone().unwrap_or_default(),
+        c.message.clone().unwrap_or_default(),
+    ))
+}
+
+/// kubectl's rule for a finished rollout.
+fn complete(d: &Deployment) -> bool {
+    let (Some(st), Some(spec)) = (d.status.as_ref(), d.spec.as_ref()) else {
+        return false;
+    };
+    let want = spec.replicas.unwrap_or(1);
+    st.observed_generation >= d.metadata.generation
+        && st.updated_replicas.unwrap_or(0) == want
+        && st.replicas.unwrap_or(0) == want
+        && st.available_replicas.unwrap_or(0) == want
+}
+
+async fn wait_complete(deploys: &Api<Deployment>, name: &str) -> Deployment {
+    eventually(&format!("{name} to roll out"), WAIT, || async {
+        deploys.get(name).await.ok().filter(complete)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn rollout_creates_a_replicaset_and_reports_kubectl_status() {
+    let (_sim, client, deploys) = setup(opts()).await;
+    apply(&deploys, &common::deployment("web", 3, "nginx:1.27")).await;
+    let d = wait_complete(&deploys, "web").await;
+    let st = d.status.clone().unwrap();
+    assert_eq!(
+        (
+            st.replicas,
+            st.updated_replicas,
+            st.ready_replicas,
+            st.available_replicas
+        ),
+        (Some(3), Some(3), Some(3), Some(3))
+    );
+    assert_eq!(st.observed_generation, Some(1));
+    assert_eq!(
+        condition(&d, "Available").unwrap(),
+        (
+            "True".into(),
+            "MinimumReplicasAvailable".into(),
+            "Deployment has minimum availability.".into()
+        )
+    );
+    let (status, reason, message) = condition(&d, "Progressing").unwrap();
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("True", "NewReplicaSetAvailable")
+    );
+    assert!(
+        message.starts_with("ReplicaSet \"web-")
+            && message.ends_with("\" has successfully progressed."),
+        "{message}"
+    );
+
+    let rss: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    let rs = rss
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(rs.len(), 1);
+    let hash = rs[0].metadata.labels.as_ref().unwrap()["pod-template-hash"].clone();
+    assert_eq!(
+        rs[0].metadata.name.as_deref(),
+        Some(format!("web-{hash}").as_str())
+    );
+    assert_eq!(
+        rs[0].metadata.annotations.as_ref().unwrap()["deployment.kubernetes.io/revision"],
+        "1"
+    );
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let pods = pods
+        .list(&ListParams::default().labels(&format!("pod-template-hash={hash}")))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(pods.len(), 3);
+    assert!(
+        pods.iter()
+            .all(|p| p.status.as_ref().unwrap().phase.as_deref() == Some("Running"))
+    );
+}
+
+#[tokio::test]
+async fn rolling_update_stays_within_surge_and_unavailability() {
+    let (_sim, client, deploys) = setup(opts()).await;
+    let mut d = common::deployment("web", 4, "app:v1");
+    d["spec"]["strategy"] =
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}});
+    apply(&deploys, &d).await;
+    wait_complete(&deploys, "web").await;
+
+    d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("app:v2");
+    apply(&deploys, &d).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let (mut max_pods, mut min_ready) = (0, usize::MAX);
+    loop {
+        let list = pods.list(&ListParams::default()).await.unwrap().items;
+        let ready = list
+            .iter()
+            .filter(|p| {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            })
+            .count();
+        max_pods = max_pods.max(list.len());
+        min_ready = min_ready.min(ready);
+        let dep = deploys.get("web").await.unwrap();
+        if complete(&dep)
+            && dep.status.as_ref().unwrap().observed_generation == Some(2)
+            && list.len() == 4
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(max_pods <= 5, "surge exceeded: {max_pods} pods");
+    assert!(min_ready >= 4, "availability dropped to {min_ready}");
+    let rss: Api<ReplicaSet> = Api::namespaced(client, "default");
+    let mut counts: Vec<(String, i32)> = rss
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|r| {
+            (
+                r.metadata.annotations.unwrap()["deployment.kubernetes.io/revision"].clone(),
+                r.spec.unwrap().replicas.unwrap(),
+            )
+        })
+        .collect();
+    counts.sort();
+    assert_eq!(counts, [("1".to_string(), 0), ("2".to_string(), 4)]);
+}
+
+#[tokio::test]
+async fn crash_looping_pods_exceed_the_progress_deadline() {
+    let (_sim, client, deploys) = setup(opts()).await;
+    let mut d = common::deployment("api", 2, "ghcr.io/jisu/backend:crashloop");
+    d["spec"]["progressDeadlineSeconds"] = json!(120);
+    apply(&deploys, &d).await;
+    let dep = eventually("ProgressDeadlineExceeded", WAIT, || async {
+        deploys.get("api").await.ok().filter(|d| {
+            condition(d, "Progressing").is_some_and(|c| c.1 == "ProgressDeadlineExceeded")
+        })
+    })
+    .await;
+    let (status, _, message) = condition(&dep, "Progressing").unwrap();
+    assert_eq!(status, "False");
+    assert!(message.ends_with("has timed out progressing."), "{message}");
+    assert_eq!(
+        condition(&dep, "Available").unwrap().1,
+        "MinimumReplicasUnavailable"
+    );
+
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let pod = eventually("a CrashLoopBackOff pod with restarts", WAIT, || async {
+        pods.list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|p| {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.container_statuses.as_ref())
+                    .is_some_and(|cs| {
+                        cs[0].restart_count >= 2
+                            && cs[0]
+                                .state
+                                .as_ref()
+                                .and_then(|s| s.waiting.as_ref())
+                                .and_then(|w| w.reason.as_deref())
+                                == Some("CrashLoopBackOff")
+                    })
+            })
+    })
+    .await;
+    let cs = &pod.status.unwrap().container_statuses.unwrap()[0];
+    assert_eq!(
+        cs.last_state
+            .as_ref()
+            .unwrap()
+            .terminated
+            .as_ref()
+            .unwrap()
+            .exit_code,
+        1
+    );
+    assert!(!cs.ready);
+}
+
+#[tokio::test]
+async fn scripted_images_fail_to_pull_never_ready_or_flap() {
+    let sim_opts = opts()
+        .image("registry.local/never", ImageBehavior::NeverReady)
+        .image(
+            "registry.local/flap",
+            ImageBehavior::Flapping {
+                after: Duration::from_secs(1),
+                period: Duration::from_secs(20),
+            },
+        );
+    let (_sim, client, deploys) = setup(sim_opts).await;
+    apply(
+        &deploys,
+        &common::deployment("pull", 1, "ghcr.io/jisu/no-such-image:1"),
+    )
+    .await;
+    apply(
+        &deploys,
+        &common::deployment("never", 1, "registry.local/never:1"),
+    )
+    .await;
+    apply(
+        &deploys,
+        &common::deployment("flap", 1, "registry.local/flap:1"),
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let waiting = |p: &Pod| {
+        p.status.as_ref()?.container_statuses.as_ref()?[0]
+            .state
+            .as_ref()?
+            .waiting
+            .as_ref()?
+            .reason
+            .clone()
+    };
+    let ready = |p: &Pod| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .is_some_and(|c| c[0].ready)
+    };
+    let first = |app: &'static str| {
+        let pods = pods.clone();
+        async move {
+            pods.list(&ListParams::default().labels(&format!("app={app}")))
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .next()
+        }
+    };
+    let pull = eventually("ErrImagePull then ImagePullBackOff", WAIT, || async {
+        first("pull")
+            .await
+            .filter(|p| waiting(p).as_deref() == Some("ImagePullBackOff"))
+    })
+    .await;
+    assert_eq!(pull.status.unwrap().phase.as_deref(), Some("Pending"));
+
+    // Flapping: ready, then not ready, then ready again.
+    for want in [true, false, true] {
+        eventually(&format!("flapping pod ready={want}"), WAIT, || async {
+            first("flap").await.filter(|p| ready(p) == want)
+        })
+        .await;
+    }
+    let never = first("never").await.unwrap();
+    assert!(!ready(&never));
+    assert_eq!(never.status.unwrap().phase.as_deref(), Some("Running"));
+    let d = deploys.get("never").await.unwrap();
+    assert_eq!(d.status.unwrap().ready_replicas, None);
+}
+
+#[tokio::test]
+async fn endpoints_and_slices_follow_ready_pods_and_service_selectors() {
+    let (_sim, client, deploys) = setup(opts().image("never", ImageBehavior::NeverReady)).await;
+    let mut blue = common::deployment("web-blue", 2, "app:1");
+    blue["spec"]["selector"]["matchLabels"] = json!({"app": "web", "color": "blue"});
+    blue["spec"]["template"]["metadata"]["labels"] = json!({"app": "web", "color": "blue"});
+    let mut green = common::deployment("web-green", 1, "app:never");
+    green["spec"]["selector"]["matchLabels"] = json!({"app": "web", "color": "green"});
+    green["spec"]["template"]["metadata"]["labels"] = json!({"app": "web", "color": "green"});
+    apply(&deploys, &blue).await;
+    apply(&deploys, &green).await;
+    let svcs: Api<Service> = Api::namespaced(client.clone(), "default");
+    let svc: Service = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web", "color": "blue"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}
+    }))
+    .unwrap();
+    svcs.create(&PostParams::default(), &svc).await.unwrap();
+
+    let eps: Api<Endpoints> = Api::namespaced(client.clone(), "default");
+    let ep = eventually("two ready blue addresses", WAIT, || async {
+        eps.get("web").await.ok().filter(|e| {
+            e.subsets
+                .as_ref()
+                .is_some_and(|s| s[0].addresses.as_ref().is_some_and(|a| a.len() == 2))
+        })
+    })
+    .await;
+    let subset = &ep.subsets.unwrap()[0];
+    assert_eq!(
+        subset.ports.as_ref().unwrap()[0].port,
+        8000,
+        "named targetPort resolves to the container port"
+    );
+    assert!(subset.addresses.as_ref().unwrap().iter().all(|a| {
+        a.target_ref
+            .as_ref()
+            .unwrap()
+            .name
+            .as_deref()
+            .unwrap()
+            .starts_with("web-blue-")
+    }));
+
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let slice = slices
+        .list(&ListParams::default().labels("kubernetes.io/service-name=web"))
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    assert_eq!(
+        slice
+            .endpoints
+            .iter()
+            .filter(|e| e.conditions.as_ref().unwrap().ready == Some(true))
+            .count(),
+        2
+    );
+
+    // Switch to green, whose only pod never becomes ready.
+    svcs.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Strategic(json!({"spec": {"selector": {"color": "green"}}})),
+    )
+    .await
+    .unwrap();
+    let ep = eventually("green, not ready", WAIT, || async {
+        eps.get("web").await.ok().filter(|e| {
+            e.subsets.as_ref().is_some_and(|s| {
+                s[0].not_ready_addresses
+                    .as_ref()
+                    .is_some_and(|a| a.len() == 1)
+            })
+        })
+    })
+    .await;
+    assert!(ep.subsets.unwrap()[0].addresses.is_none());
+
+    // Deleting the Service removes its Endpoints and slices.
+    svcs.delete("web", &DeleteParams::default()).await.unwrap();
+    eventually("endpoints gone", WAIT, || async {
+        eps.get("web").await.err()
+    })
+    .await;
+    eventually("slices gone", WAIT, || async {
+        slices
+            .list(&ListParams::default())
+            .await
+            .ok()
+            .filter(|l| l.items.is_empty())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn delete_propagates_to_owned_objects_by_policy() {
+    let (_sim, client, deploys) = setup(opts()).await;
+    let rss: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    apply(&deploys, &common::deployment("bg", 2, "app:1")).await;
+    wait_complete(&deploys, "bg").await;
+    deploys
+        .delete("bg", &DeleteParams::background())
+        .await
+        .unwrap();
+    eventually("replicasets and pods collected", WAIT, || async {
+        let rs = rss.list(&ListParams::default()).await.ok()?;
+        let p = pods.list(&ListParams::default()).await.ok()?;
+        (rs.items.is_empty() && p.items.is_empty()).then_some(())
+    })
+    .await;
+
+    apply(&deploys, &common::deployment("orphan", 1, "app:1")).await;
+    wait_complete(&deploys, "orphan").await;
+    deploys
+        .delete("orphan", &DeleteParams::orphan())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let left = rss.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(left.len(), 1, "orphaned ReplicaSet stays");
+    assert!(
+        left[0]
+            .metadata
+            .owner_references
+            .as_ref()
+            .is_none_or(Vec::is_empty)
+    );
+
+    apply(&deploys, &common::deployment("fg", 1, "app:1")).await;
+    wait_complete(&deploys, "fg").await;
+    deploys
+        .delete("fg", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    let left = rss
+        .list(&ListParams::default().labels("app=fg"))
+        .await
+        .unwrap()
+        .items;
+    assert!(
+        left.is_empty(),
+        "foreground deletion removes dependents first"
+    );
+}
+
+#[tokio::test]
+async fn scale_and_status_subresources() {
+    let (_sim, _client, deploys) = setup(opts()).await;
+    apply(&deploys, &common::deployment("web", 1, "app:1")).await;
+    let scale = deploys.get_scale("web").await.unwrap();
+    assert_eq!(scale.spec.unwrap().replicas, Some(1));
+    deploys
+        .patch_scale(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 3}})),
+        )
+        .await
+        .unwrap();
+    let d = wait_complete(&deploys, "web").await;
+    assert_eq!(d.spec.unwrap().replicas, Some(3));
+    let scale = deploys.get_scale("web").await.unwrap();
+    assert_eq!(scale.status.unwrap().selector.as_deref(), Some("app=web"));
+
+    // Status written through the main resource is ignored; through /status it sticks
+    // (until the controller corrects it).
+    let mut d = deploys.get("web").await.unwrap();
+    let gen_before = d.metadata.generation;
+    d.status.as_mut().unwrap().replicas = Some(42);
+    let out = deploys
+        .replace("web", &PostParams::default(), &d)
+        .await
+        .unwrap();
+    assert_ne!(out.status.unwrap().replicas, Some(42));
+    assert_eq!(
+        out.metadata.generation, gen_before,
+        "no spec change, no new generation"
+    );
+    let out = deploys
+        .patch_status(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"replicas": 42}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.status.unwrap().replicas, Some(42));
+}
+
+#[tokio::test]
+async fn default_progress_deadline_passes_in_simulated_time() {
+    // 600 simulated seconds at 1000x is 0.6 s of real time.
+    let (_sim, _client, deploys) = setup(opts().time_scale(1000.0)).await;
+    apply(&deploys, &common::deployment("slow", 1, "app:neverready")).await;
+    let started = std::time::Instant::now();
+    eventually("deadline", WAIT, || async {
+        deploys.get("slow").await.ok().filter(|d| {
+            condition(d, "Progressing").is_some_and(|c| c.1 == "ProgressDeadlineExceeded")
+        })
+    })
+    .await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "deadline came too early: {:?}",
+        started.elapsed()
+    );
+}
