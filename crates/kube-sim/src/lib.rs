@@ -134,7 +134,25 @@ impl KubeSim {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", opts.port)).await?;
         let addr = listener.local_addr()?;
         let clock = SimClock::new(opts.time_scale);
-        let (store, _rx) = store::Inner::new(clock.clone(), opts.watch_history);
+        let (mut store, _rx) = store::Inner::new(clock.clone(), opts.watch_history);
+        // A fresh cluster has these namespaces; clients assume `default` exists.
+        for ns in ["default", "kube-node-lease", "kube-public", "kube-system"] {
+            let body = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            let ctx = writes::WriteCtx {
+                manager: "kube-apiserver",
+                subresource: "",
+                dry_run: false,
+            };
+            writes::write(
+                &mut store,
+                *resources::ids::NAMESPACE,
+                "",
+                "",
+                writes::Change::Create(body),
+                ctx,
+            )
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        }
         let shared = Arc::new(Shared::new(
             store,
             Faults::new(opts.faults.clone()),

@@ -52,14 +52,19 @@ async fn discovery_lists_every_served_group() {
 async fn crud_with_optimistic_concurrency_and_real_errors() {
     let (_sim, client) = start(opts()).await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    // The simulator starts empty: the default namespace is created like any other.
-    Api::<Namespace>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap(),
-        )
+    // Like a fresh cluster, the simulator starts with the system namespaces.
+    let names: Vec<String> = Api::<Namespace>::all(client.clone())
+        .list(&ListParams::default())
         .await
-        .unwrap();
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|n| n.metadata.name.unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["default", "kube-node-lease", "kube-public", "kube-system"]
+    );
     let created = cms
         .create(&PostParams::default(), &cm("a", &[]))
         .await
@@ -130,7 +135,6 @@ async fn with_namespace(client: &kube::Client, ns: &str) {
 #[tokio::test]
 async fn lists_filter_by_label_and_field_and_paginate() {
     let (_sim, client) = start(opts()).await;
-    with_namespace(&client, "default").await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     for i in 0..7 {
         let color = if i % 2 == 0 { "blue" } else { "green" };
@@ -206,7 +210,6 @@ async fn lists_filter_by_label_and_field_and_paginate() {
 #[tokio::test]
 async fn merge_json_and_strategic_patches() {
     let (_sim, client) = start(opts()).await;
-    with_namespace(&client, "default").await;
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
     let mut d = common::deployment("web", 1, "nginx:1");
     d["spec"]["template"]["spec"]["containers"]
@@ -280,7 +283,6 @@ async fn merge_json_and_strategic_patches() {
 #[tokio::test]
 async fn server_side_apply_tracks_owners_and_reports_conflicts() {
     let (sim, client) = start(opts()).await;
-    with_namespace(&client, "default").await;
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
     let d = common::deployment("web", 2, "nginx:1");
     let created = deploys
@@ -406,7 +408,6 @@ async fn server_side_apply_tracks_owners_and_reports_conflicts() {
 #[tokio::test]
 async fn dry_run_validates_without_storing() {
     let (_sim, client) = start(opts()).await;
-    with_namespace(&client, "default").await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let out = cms
         .create(
@@ -452,7 +453,6 @@ async fn dry_run_validates_without_storing() {
 #[tokio::test]
 async fn watch_streams_added_modified_deleted_and_expires_old_versions() {
     let (sim, client) = start(opts().watch_history(20)).await;
-    with_namespace(&client, "default").await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let rv = cms
         .list(&ListParams::default())
@@ -531,7 +531,6 @@ async fn watch_streams_added_modified_deleted_and_expires_old_versions() {
 #[tokio::test]
 async fn secrets_hpas_and_leases_are_stored_as_the_server_would() {
     let (_sim, client) = start(opts()).await;
-    with_namespace(&client, "default").await;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
     let s: Secret = serde_json::from_value(
         json!({"metadata": {"name": "s"}, "stringData": {"password": "hunter2"}}),
@@ -576,7 +575,6 @@ async fn secrets_hpas_and_leases_are_stored_as_the_server_would() {
 #[tokio::test]
 async fn services_get_cluster_ips_and_defaults() {
     let (_sim, client) = start(opts()).await;
-    with_namespace(&client, "default").await;
     let svcs: Api<Service> = Api::namespaced(client.clone(), "default");
     let svc: Service = serde_json::from_value(json!({"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": "http"}]}})).unwrap();
     let out = svcs.create(&PostParams::default(), &svc).await.unwrap();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{eventually, opts, start};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Endpoints, Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube_sim::{ImageBehavior, KubeSim};
@@ -18,11 +18,6 @@ const WAIT: Duration = Duration::from_secs(20);
 
 async fn setup(sim_opts: kube_sim::SimOptions) -> (KubeSim, kube::Client, Api<Deployment>) {
     let (sim, client) = start(sim_opts).await;
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap();
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &ns)
-        .await
-        .unwrap();
     let deploys = Api::namespaced(client.clone(), "default");
     (sim, client, deploys)
 }

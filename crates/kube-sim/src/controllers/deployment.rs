@@ -147,6 +147,29 @@ fn reconcile_one(s: &mut Inner, d: &Value) {
         }
     };
 
+    // The Deployment carries its current revision, as kubectl rollout undo expects.
+    let new_revision = s
+        .get(*ids::REPLICASET, &ns, meta(&new_rs, "name"))
+        .map(|r| revision(&r))
+        .unwrap_or(max_rev + 1)
+        .to_string();
+    let current = d
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(REVISION))
+        .and_then(Value::as_str);
+    if current != Some(new_revision.as_str()) {
+        let patch = json!({"metadata": {"annotations": {REVISION: new_revision}}});
+        write_logged(
+            s,
+            *ids::DEPLOYMENT,
+            &ns,
+            &name,
+            Change::Patch(PatchType::Merge, patch),
+            CONTROLLER_MANAGER,
+            "",
+        );
+    }
+
     let strategy = d.pointer("/spec/strategy");
     let (surge, unavailable) = rollout::fenceposts(strategy, desired);
     let new_view = rs_view(&new_rs);

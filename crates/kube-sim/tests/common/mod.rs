@@ -23,9 +23,11 @@ pub fn opts() -> SimOptions {
     SimOptions::default().time_scale(SCALE)
 }
 
-/// A `kube` client pointed at the simulator over HTTP.
+/// A `kube` client pointed at the simulator over HTTP. Its built-in retry of 429, 503
+/// and 504 is off, so tests see exactly what the server answered.
 pub fn client_for(sim: &KubeSim) -> kube::Client {
-    let config = kube::Config::new(sim.url().parse().expect("valid url"));
+    let mut config = kube::Config::new(sim.url().parse().expect("valid url"));
+    config.default_retry = false;
     kube::Client::try_from(config).expect("client builds")
 }
 

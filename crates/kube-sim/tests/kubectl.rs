@@ -1,0 +1,538 @@
+//! The cross-check: real kubectl against the simulator. If kubectl is not on PATH these
+//! tests fail with a message saying so (CI has it).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use kube_sim::{ImageBehavior, KubeSim, SimOptions};
+
+const PLATFORM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/platform.yaml");
+
+/// A simulator plus a kubectl configured for it, in a private HOME (kubectl caches
+/// discovery and OpenAPI documents there).
+struct Bed {
+    sim: KubeSim,
+    dir: tempfile::TempDir,
+}
+
+impl Bed {
+    fn new(opts: SimOptions) -> Self {
+        let out = Command::new("kubectl")
+            .args(["version", "--client"])
+            .output();
+        assert!(
+            out.as_ref().is_ok_and(|o| o.status.success()),
+            "kubectl is required for the kube-sim cross-check but is not runnable from PATH: {out:?}"
+        );
+        let sim = KubeSim::start_blocking(opts.time_scale(100.0)).expect("simulator starts");
+        let dir = tempfile::tempdir().unwrap();
+        sim.write_kubeconfig(dir.path().join("kubeconfig")).unwrap();
+        Self { sim, dir }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("kubectl");
+        c.arg("--kubeconfig")
+            .arg(self.dir.path().join("kubeconfig"))
+            .args(args);
+        c.env("HOME", self.dir.path()).env_remove("KUBECONFIG");
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("kubectl runs")
+    }
+
+    fn run_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        use std::io::Write;
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs kubectl, asserts success, returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        check(args, self.run(args))
+    }
+
+    fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
+
+fn check(args: &[&str], out: Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed: {stderr}\n{stdout}"
+    );
+    stdout
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn repo_k8s_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../k8s")
+}
+
+#[test]
+fn server_side_apply_of_platform_manifests_and_yaml_round_trip() {
+    let bed = Bed::new(SimOptions::default());
+    let out = bed.ok(&["apply", "--server-side", "-f", PLATFORM]);
+    for line in [
+        "namespace/jisu-staging serverside-applied",
+        "deployment.apps/backend-blue serverside-applied",
+        "service/frontend serverside-applied",
+        "horizontalpodautoscaler.autoscaling/backend-blue serverside-applied",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in {out}");
+    }
+    // Applying the same manifests again changes nothing.
+    let before = bed.ok(&[
+        "-n",
+        "jisu-staging",
+        "get",
+        "svc",
+        "backend",
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ]);
+    bed.ok(&["apply", "--server-side", "-f", PLATFORM]);
+    let after = bed.ok(&[
+        "-n",
+        "jisu-staging",
+        "get",
+        "svc",
+        "backend",
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ]);
+    assert_eq!(before, after);
+
+    // get -o yaml shows what was applied plus server defaults, and feeds back unchanged.
+    let yaml = bed.ok(&[
+        "-n",
+        "jisu-staging",
+        "get",
+        "deploy",
+        "backend-blue",
+        "-o",
+        "yaml",
+    ]);
+    let doc: serde_yaml::Value = serde_yaml::from_str(&yaml).unwrap();
+    let c = &doc["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["image"].as_str(), Some("ghcr.io/jisu/backend:3f2a9c1"));
+    assert_eq!(c["imagePullPolicy"].as_str(), Some("IfNotPresent"));
+    assert_eq!(c["readinessProbe"]["timeoutSeconds"].as_i64(), Some(1));
+    assert_eq!(
+        doc["spec"]["strategy"]["rollingUpdate"]["maxSurge"].as_i64(),
+        Some(1)
+    );
+    let replaced = check(&["replace"], bed.run_stdin(&["replace", "-f", "-"], &yaml));
+    assert!(replaced.contains("deployment.apps/backend-blue replaced"));
+    let again = bed.ok(&[
+        "-n",
+        "jisu-staging",
+        "get",
+        "deploy",
+        "backend-blue",
+        "-o",
+        "yaml",
+    ]);
+    let again: serde_yaml::Value = serde_yaml::from_str(&again).unwrap();
+    assert_eq!(again["spec"], doc["spec"]);
+
+    // Managed fields are there, keyed per list item like a real server's.
+    let mf = bed.ok(&[
+        "-n",
+        "jisu-staging",
+        "get",
+        "deploy",
+        "backend-blue",
+        "-o",
+        "yaml",
+        "--show-managed-fields",
+    ]);
+    assert!(
+        mf.contains("manager: kubectl") && mf.contains("operation: Apply"),
+        "{mf}"
+    );
+    assert!(
+        mf.contains(r#"k:{"name":"backend"}"#) && mf.contains(r#"k:{"name":"LOG_LEVEL"}"#),
+        "{mf}"
+    );
+}
+
+#[test]
+fn server_side_apply_conflicts_and_dry_run_through_kubectl() {
+    let bed = Bed::new(SimOptions::default());
+    bed.ok(&["apply", "--server-side", "-f", PLATFORM]);
+    let scaled =
+        std::fs::read_to_string(PLATFORM)
+            .unwrap()
+            .replacen("replicas: 2", "replicas: 5", 1);
+    let out = bed.run_stdin(
+        &[
+            "apply",
+            "--server-side",
+            "--field-manager=hotfix",
+            "-f",
+            "-",
+        ],
+        &scaled,
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Apply failed with 1 conflict: conflict with \"kubectl\": .spec.replicas"),
+        "{stderr}"
+    );
+    check(
+        &["apply --force-conflicts"],
+        bed.run_stdin(
+            &[
+                "apply",
+                "--server-side",
+                "--field-manager=hotfix",
+                "--force-conflicts",
+                "-f",
+                "-",
+            ],
+            &scaled,
+        ),
+    );
+    assert_eq!(
+        bed.ok(&[
+            "-n",
+            "jisu-staging",
+            "get",
+            "deploy",
+            "backend-blue",
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ]),
+        "5"
+    );
+
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dry\n  namespace: jisu-staging\ndata:\n  a: b\n";
+    let out = check(
+        &["apply --dry-run=server"],
+        bed.run_stdin(
+            &["apply", "--server-side", "--dry-run=server", "-f", "-"],
+            cm,
+        ),
+    );
+    assert!(
+        out.contains("configmap/dry serverside-applied (server dry run)"),
+        "{out}"
+    );
+    let missing = bed.run(&["-n", "jisu-staging", "get", "cm", "dry"]);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("configmaps \"dry\" not found"));
+}
+
+#[test]
+fn rollout_status_succeeds_when_healthy_and_reports_the_deadline_when_crash_looping() {
+    let bed = Bed::new(SimOptions::default().image(
+        "ghcr.io/jisu/backend:broken",
+        ImageBehavior::CrashLoop {
+            run_for: Duration::from_secs(2),
+        },
+    ));
+    bed.ok(&["apply", "--server-side", "-f", PLATFORM]);
+    let out = bed.ok(&[
+        "-n",
+        "jisu-staging",
+        "rollout",
+        "status",
+        "deploy/backend-blue",
+        "--timeout=60s",
+    ]);
+    assert!(
+        out.contains("deployment \"backend-blue\" successfully rolled out"),
+        "{out}"
+    );
+
+    bed.ok(&[
+        "-n",
+        "jisu-staging",
+        "patch",
+        "deploy",
+        "backend-blue",
+        "-p",
+        r#"{"spec":{"progressDeadlineSeconds":60}}"#,
+    ]);
+    bed.ok(&[
+        "-n",
+        "jisu-staging",
+        "set",
+        "image",
+        "deploy/backend-blue",
+        "backend=ghcr.io/jisu/backend:broken",
+    ]);
+    let out = bed.run(&[
+        "-n",
+        "jisu-staging",
+        "rollout",
+        "status",
+        "deploy/backend-blue",
+        "--timeout=60s",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("error: deployment \"backend-blue\" exceeded its progress deadline"),
+        "{stderr}"
+    );
+    // The old pods still serve: maxUnavailable 0 kept them.
+    assert_eq!(
+        bed.ok(&[
+            "-n",
+            "jisu-staging",
+            "get",
+            "deploy",
+            "backend-blue",
+            "-o",
+            "jsonpath={.status.availableReplicas}"
+        ]),
+        "2"
+    );
+    let reasons = bed.ok(&[
+        "-n",
+        "jisu-staging",
+        "get",
+        "pods",
+        "-o",
+        "jsonpath={.items[*].status.containerStatuses[0].state.waiting.reason}",
+    ]);
+    assert!(reasons.contains("CrashLoopBackOff"), "{reasons}");
+
+    // Rolling back finishes again.
+    bed.ok(&[
+        "-n",
+        "jisu-staging",
+        "rollout",
+        "undo",
+        "deploy/backend-blue",
+    ]);
+    let out = bed.ok(&[
+        "-n",
+        "jisu-staging",
+        "rollout",
+        "status",
+        "deploy/backend-blue",
+        "--timeout=60s",
+    ]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+}
+
+#[test]
+fn patch_service_selector_scale_and_delete() {
+    let bed = Bed::new(SimOptions::default());
+    bed.ok(&["apply", "--server-side", "-f", PLATFORM]);
+    fn with_ns<'a>(args: &[&'a str]) -> Vec<&'a str> {
+        [&["-n", "jisu-staging"][..], args].concat()
+    }
+    bed.ok(&with_ns(&[
+        "patch",
+        "svc",
+        "backend",
+        "-p",
+        r#"{"spec":{"selector":{"color":"green"}}}"#,
+    ]));
+    assert_eq!(
+        bed.ok(&with_ns(&[
+            "get",
+            "svc",
+            "backend",
+            "-o",
+            "jsonpath={.spec.selector.color}"
+        ])),
+        "green"
+    );
+    bed.ok(&with_ns(&[
+        "patch",
+        "svc",
+        "backend",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"selector":{"color":"blue"}}}"#,
+    ]));
+    bed.ok(&with_ns(&[
+        "patch",
+        "svc",
+        "backend",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/selector/color","value":"green"}]"#,
+    ]));
+    assert_eq!(
+        bed.ok(&with_ns(&[
+            "get",
+            "svc",
+            "backend",
+            "-o",
+            "jsonpath={.spec.selector.color}"
+        ])),
+        "green"
+    );
+    // Endpoints follow: nothing is green, so no addresses.
+    wait_until("backend endpoints to empty", || {
+        bed.ok(&with_ns(&[
+            "get",
+            "endpoints",
+            "backend",
+            "-o",
+            "jsonpath={.subsets}",
+        ]))
+        .is_empty()
+    });
+
+    bed.ok(&with_ns(&[
+        "scale",
+        "deploy",
+        "frontend-blue",
+        "--replicas=3",
+    ]));
+    let out = bed.ok(&with_ns(&[
+        "rollout",
+        "status",
+        "deploy/frontend-blue",
+        "--timeout=60s",
+    ]));
+    assert!(out.contains("successfully rolled out"));
+    assert_eq!(
+        bed.ok(&with_ns(&[
+            "get",
+            "pods",
+            "-l",
+            "app=frontend",
+            "-o",
+            "name"
+        ]))
+        .lines()
+        .count(),
+        3
+    );
+
+    let out = bed.ok(&with_ns(&["delete", "deploy", "frontend-blue"]));
+    assert!(
+        out.contains("deployment.apps \"frontend-blue\" deleted"),
+        "{out}"
+    );
+    let gone = bed.run(&with_ns(&["get", "deploy", "frontend-blue"]));
+    assert!(
+        String::from_utf8_lossy(&gone.stderr)
+            .contains("Error from server (NotFound): deployments.apps \"frontend-blue\" not found")
+    );
+    wait_until("frontend pods collected", || {
+        bed.ok(&with_ns(&[
+            "get",
+            "pods",
+            "-l",
+            "app=frontend",
+            "-o",
+            "name",
+        ]))
+        .is_empty()
+    });
+    assert!(
+        bed.sim
+            .object("Deployment", "jisu-staging", "backend-blue")
+            .is_some()
+    );
+}
+
+#[test]
+fn get_watch_sees_added_modified_deleted() {
+    let bed = Bed::new(SimOptions::default());
+    let mut watcher = bed.spawn(&[
+        "get",
+        "configmaps",
+        "--watch",
+        "--output-watch-events",
+        "-o",
+        "json",
+    ]);
+    // Give kubectl time to list and open its watch.
+    std::thread::sleep(Duration::from_millis(1500));
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: watched\ndata:\n  a: \"1\"\n";
+    check(
+        &["apply"],
+        bed.run_stdin(&["apply", "--server-side", "-f", "-"], cm),
+    );
+    bed.ok(&["patch", "cm", "watched", "-p", r#"{"data":{"a":"2"}}"#]);
+    bed.ok(&["delete", "cm", "watched"]);
+    std::thread::sleep(Duration::from_millis(1000));
+    watcher.kill().unwrap();
+    let out = watcher.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let types: Vec<&str> = ["\"ADDED\"", "\"MODIFIED\"", "\"DELETED\""]
+        .into_iter()
+        .filter(|t| stdout.contains(t))
+        .collect();
+    assert_eq!(
+        types.len(),
+        3,
+        "watch output: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn whole_k8s_directory_applies_and_rolls_out() {
+    let dir = repo_k8s_dir();
+    let has_manifests =
+        std::fs::read_dir(&dir).is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| e.path().is_dir())));
+    if !has_manifests {
+        eprintln!("skipping: no manifests under {}", dir.display());
+        return;
+    }
+    let bed = Bed::new(SimOptions::default());
+    let dir = dir.to_string_lossy().into_owned();
+    bed.ok(&["apply", "--server-side", "-R", "-f", &dir]);
+    let deploys = bed.ok(&[
+        "get",
+        "deploy",
+        "-A",
+        "-o",
+        "jsonpath={range .items[*]}{.metadata.namespace}/{.metadata.name} {end}",
+    ]);
+    for d in deploys.split_whitespace() {
+        let (ns, name) = d.split_once('/').unwrap();
+        let out = bed.ok(&[
+            "-n",
+            ns,
+            "rollout",
+            "status",
+            &format!("deploy/{name}"),
+            "--timeout=60s",
+        ]);
+        assert!(out.contains("successfully rolled out"), "{d}: {out}");
+    }
+}
