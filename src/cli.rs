@@ -28,8 +28,8 @@ pub struct Cli {
 
     /// Only print what would be done. Defaults to true under `act` (ACT=true), else false.
     #[arg(long, global = true, env = "INPUT_DRY-RUN", value_name = "BOOL", num_args = 0..=1,
-          default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
-    pub dry_run: Option<bool>,
+          default_missing_value = "true", value_parser = parse_dry_run)]
+    pub dry_run: Option<DryRun>,
 
     /// Log detail: error, warn, info, debug or trace.
     #[arg(
@@ -122,6 +122,28 @@ pub struct TagsArgs {
     /// Output format.
     #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+}
+
+/// The `--dry-run` setting; `None` inside means "not set" (an empty action input).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DryRun(pub Option<bool>);
+
+impl Cli {
+    /// The dry-run flag or input, if one was given with a value.
+    pub fn dry_run(&self) -> Option<bool> {
+        self.dry_run.and_then(|DryRun(value)| value)
+    }
+}
+
+/// Accepts true/false (and yes/no, on/off, 1/0); an empty value, which is what an action
+/// input left at its empty default looks like, means "not set".
+fn parse_dry_run(text: &str) -> Result<DryRun, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "" => Ok(DryRun(None)),
+        "true" | "yes" | "on" | "1" => Ok(DryRun(Some(true))),
+        "false" | "no" | "off" | "0" => Ok(DryRun(Some(false))),
+        other => Err(format!("`{other}` is not true or false")),
+    }
 }
 
 fn parse_key_value(text: &str) -> Result<(String, String), String> {

@@ -68,7 +68,7 @@ fn read_payload(path: &Path) -> Result<String, InputError> {
 fn plan(cli: &Cli, args: &PlanArgs, runner: &Runner) -> Result<()> {
     let (pipeline, context, source) = load_inputs(cli, &args.event)?;
     // ACT=true is a local act run: dry run unless the flag or input says otherwise.
-    let dry_run = cli.dry_run.unwrap_or(runner.in_act);
+    let dry_run = cli.dry_run().unwrap_or(runner.in_act);
     let plan = plan::build(&pipeline, &context, dry_run, &source)?;
     match args.output {
         OutputFormat::Text => print!("{}", render::text(&plan)),

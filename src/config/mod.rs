@@ -75,6 +75,13 @@ pub fn parse(text: &str, source: &str, workspace: &dyn Workspace) -> Result<Pipe
             "the pipeline file is empty; it needs at least `version`, `images`, `components` and `environments` (see examples/jisu/jisu-deploy.yml)",
         ));
     }
+    if has_several_documents(text) {
+        return Err(InputError::new(
+            source,
+            None,
+            "the pipeline file holds several YAML documents; keep one (remove the `---` separators)",
+        ));
+    }
     let positions = FieldPositions::index(text);
     let deserializer = serde_yaml::Deserializer::from_str(text);
     let pipeline: Pipeline = serde_path_to_error::deserialize(deserializer).map_err(|err| {
@@ -88,8 +95,8 @@ pub fn parse(text: &str, source: &str, workspace: &dyn Workspace) -> Result<Pipe
             problems: vec![InputProblem {
                 source: source.to_owned(),
                 position,
+                message: without_location(&inner.to_string(), &field),
                 field: (field != ".").then_some(field),
-                message: without_location(&inner.to_string()),
             }],
         }
     })?;
@@ -109,8 +116,29 @@ pub fn parse(text: &str, source: &str, workspace: &dyn Workspace) -> Result<Pipe
     Err(InputError { problems })
 }
 
-/// serde_yaml appends " at line L column C"; the position is reported separately.
-fn without_location(message: &str) -> String {
+/// Whether `text` holds more than one YAML document. Stops at the first syntax error (which
+/// the real parse then reports): serde_yaml's document iterator repeats an error forever.
+fn has_several_documents(text: &str) -> bool {
+    use serde::Deserialize;
+    let mut documents = 0;
+    for document in serde_yaml::Deserializer::from_str(text) {
+        if serde::de::IgnoredAny::deserialize(document).is_err() {
+            break;
+        }
+        documents += 1;
+        if documents > 1 {
+            return true;
+        }
+    }
+    false
+}
+
+/// serde_yaml wraps its message in the field path and " at line L column C"; both are
+/// reported separately.
+fn without_location(message: &str, field: &str) -> String {
+    let message = message
+        .strip_prefix(&format!("{field}: "))
+        .unwrap_or(message);
     match message.rfind(" at line ") {
         Some(cut) => message[..cut].to_owned(),
         None => message.to_owned(),
