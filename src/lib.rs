@@ -1,1 +1,3 @@
 //! jisu-deploy: a repository's delivery pipeline as one binary.
+
+pub mod registry;
