@@ -1,0 +1,3 @@
+//! Services the integration tests start for themselves.
+
+pub mod registry_server;
