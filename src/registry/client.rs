@@ -669,12 +669,32 @@ impl RegistryClient {
     }
 
     /// Streams blob `blob` from repository `from` into the open upload session `upload`,
-    /// in bounded chunks, verifying size and digest; returns the bytes moved.
+    /// in bounded chunks, verifying size and digest; returns the bytes moved. On failure the
+    /// upload session is cancelled so the registry keeps no half-written blob.
     pub async fn copy_blob(
         &self,
         from: &str,
         blob: &Descriptor,
         upload: Url,
+    ) -> Result<u64, RegistryError> {
+        let mut upload = upload;
+        match self.stream_blob(from, blob, &mut upload).await {
+            Ok(moved) => Ok(moved),
+            Err(e) => {
+                if let Err(cancel) = self.cancel_upload(&upload).await {
+                    warn!(error = %cancel, "could not cancel the failed blob upload");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The body of [`Self::copy_blob`]; keeps `upload` at the session's latest location.
+    async fn stream_blob(
+        &self,
+        from: &str,
+        blob: &Descriptor,
+        upload: &mut Url,
     ) -> Result<u64, RegistryError> {
         let url = self.url(&format!("v2/{from}/blobs/{}", blob.digest))?;
         let operation = format!("GET blob {} from {from}", blob.digest);
@@ -686,7 +706,6 @@ impl RegistryClient {
         match source.status() {
             StatusCode::OK => {}
             StatusCode::NOT_FOUND => {
-                let _ = self.cancel_upload(&upload).await;
                 return Err(RegistryError::BlobNotFound {
                     repository: from.to_owned(),
                     digest: blob.digest.clone(),
@@ -695,9 +714,11 @@ impl RegistryClient {
             _ => return Err(self.failure(&operation, source).await),
         }
         let mut hasher = DigestWriter::default();
-        let mut pending: Vec<u8> = Vec::with_capacity(COPY_CHUNK.min(blob.size as usize));
+        let capacity = usize::try_from(blob.size)
+            .unwrap_or(COPY_CHUNK)
+            .min(COPY_CHUNK);
+        let mut pending: Vec<u8> = Vec::with_capacity(capacity);
         let mut offset = 0u64;
-        let mut upload = upload;
         loop {
             let chunk = source
                 .chunk()
@@ -713,8 +734,9 @@ impl RegistryClient {
             }
             if !pending.is_empty() && (done || pending.len() >= COPY_CHUNK) {
                 let data = Bytes::from(std::mem::take(&mut pending));
-                upload = self.upload_chunk(upload, offset, data.clone()).await?;
-                offset += data.len() as u64;
+                let len = data.len() as u64;
+                *upload = self.upload_chunk(upload.clone(), offset, data).await?;
+                offset += len;
             }
             if done {
                 break;
@@ -722,7 +744,6 @@ impl RegistryClient {
         }
         let actual = hasher.finish();
         if actual != blob.digest || offset != blob.size {
-            let _ = self.cancel_upload(&upload).await;
             return Err(RegistryError::DigestMismatch {
                 what: format!(
                     "blob copied from {from} ({offset} bytes, descriptor says {})",
@@ -732,7 +753,7 @@ impl RegistryClient {
                 actual: actual.to_string(),
             });
         }
-        self.finish_upload(upload, &blob.digest, Bytes::new())
+        self.finish_upload(upload.clone(), &blob.digest, Bytes::new())
             .await?;
         Ok(offset)
     }

@@ -7,8 +7,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// What an HTTP request to a registry or token service was for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RequestKind {
-    /// `GET /v2/`: discovers which authentication the registry wants.
-    Ping,
     /// Token service request (Bearer token exchange).
     Token,
     /// `GET /v2/<name>/manifests/<ref>`.
@@ -29,8 +27,7 @@ pub enum RequestKind {
 
 impl RequestKind {
     /// Every kind, in display order.
-    pub const ALL: [RequestKind; 9] = [
-        RequestKind::Ping,
+    pub const ALL: [RequestKind; 8] = [
         RequestKind::Token,
         RequestKind::ManifestGet,
         RequestKind::ManifestHead,
@@ -51,7 +48,6 @@ impl RequestKind {
     /// Short name used in reports.
     pub fn name(self) -> &'static str {
         match self {
-            RequestKind::Ping => "ping",
             RequestKind::Token => "token",
             RequestKind::ManifestGet => "manifest-get",
             RequestKind::ManifestHead => "manifest-head",
@@ -66,7 +62,7 @@ impl RequestKind {
 
 /// Shared, thread-safe request counter; clones count into the same totals.
 #[derive(Debug, Clone, Default)]
-pub struct RequestCounter(Arc<[AtomicU64; 9]>);
+pub struct RequestCounter(Arc<[AtomicU64; 8]>);
 
 impl RequestCounter {
     /// Records one request of `kind`.
@@ -76,7 +72,7 @@ impl RequestCounter {
 
     /// The counts so far.
     pub fn snapshot(&self) -> RequestCounts {
-        let mut counts = [0; 9];
+        let mut counts = [0; 8];
         for (slot, atomic) in counts.iter_mut().zip(self.0.iter()) {
             *slot = atomic.load(Ordering::Relaxed);
         }
@@ -86,7 +82,7 @@ impl RequestCounter {
 
 /// A snapshot of request counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct RequestCounts([u64; 9]);
+pub struct RequestCounts([u64; 8]);
 
 impl RequestCounts {
     /// Requests of one kind.
@@ -101,9 +97,10 @@ impl RequestCounts {
             + self.get(RequestKind::ManifestPut)
     }
 
-    /// Ping + token requests.
+    /// Token service requests (the client sends no separate `/v2/` ping: it learns the
+    /// authentication scheme from the first 401, or knows it for ghcr.io and Docker Hub).
     pub fn auth_requests(&self) -> u64 {
-        self.get(RequestKind::Ping) + self.get(RequestKind::Token)
+        self.get(RequestKind::Token)
     }
 
     /// Blob HEAD, mount, GET and upload requests.
@@ -121,7 +118,7 @@ impl RequestCounts {
 
     /// Counts made since `earlier` (for measuring one operation on a long-lived client).
     pub fn since(&self, earlier: &RequestCounts) -> RequestCounts {
-        let mut out = [0; 9];
+        let mut out = [0; 8];
         for (i, slot) in out.iter_mut().enumerate() {
             *slot = self.0[i].saturating_sub(earlier.0[i]);
         }
@@ -152,7 +149,7 @@ mod tests {
     fn counts_by_kind_and_groups() {
         let counter = RequestCounter::default();
         let shared = counter.clone();
-        counter.record(RequestKind::Ping);
+        counter.record(RequestKind::Token);
         shared.record(RequestKind::ManifestGet);
         shared.record(RequestKind::ManifestPut);
         counter.record(RequestKind::BlobMount);
@@ -168,7 +165,7 @@ mod tests {
         assert_eq!(delta.get(RequestKind::ManifestHead), 1);
         assert_eq!(
             now.to_string(),
-            "5 requests (ping 1, manifest-get 1, manifest-head 1, manifest-put 1, blob-mount 1)"
+            "5 requests (token 1, manifest-get 1, manifest-head 1, manifest-put 1, blob-mount 1)"
         );
     }
 }

@@ -55,6 +55,32 @@ pub struct RetagOutcome {
     pub requests: RequestCounts,
 }
 
+impl std::fmt::Display for RetagOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let action = if self.written {
+            "tagged"
+        } else {
+            "already tagged"
+        };
+        write!(
+            f,
+            "{} -> {} {action} {}",
+            self.source, self.destination, self.digest
+        )?;
+        if self.manifests_written > 1 || self.blobs_mounted > 0 || self.blobs_copied > 0 {
+            write!(
+                f,
+                "; {} manifests written, {} blobs mounted, {} blobs copied ({} bytes)",
+                self.manifests_written,
+                self.blobs_mounted,
+                self.blobs_copied,
+                self.blob_bytes_copied
+            )?;
+        }
+        write!(f, "; {}", self.requests)
+    }
+}
+
 /// Points `dst` (a tag) at the manifest `src` (tag or digest) names, on the same registry.
 pub async fn retag(
     client: &RegistryClient,
@@ -335,6 +361,34 @@ mod tests {
             verify_stored(&r("ghcr.io/a/b:v1"), &a, Some(b)),
             Err(RegistryError::DigestMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn outcome_summary_reads_as_one_line() {
+        let digest = Digest::of(b"m");
+        let mut outcome = RetagOutcome {
+            source: r("ghcr.io/jisu/build:sha-1"),
+            destination: r("ghcr.io/jisu/backend:sha-1"),
+            digest: digest.clone(),
+            media_type: None,
+            written: true,
+            manifests_written: 1,
+            manifests_present: 0,
+            blobs_mounted: 4,
+            blobs_copied: 0,
+            blob_bytes_copied: 0,
+            requests: RequestCounts::default(),
+        };
+        assert_eq!(
+            outcome.to_string(),
+            format!(
+                "ghcr.io/jisu/build:sha-1 -> ghcr.io/jisu/backend:sha-1 tagged {digest}; 1 manifests written, 4 blobs mounted, 0 blobs copied (0 bytes); 0 requests"
+            )
+        );
+        outcome.written = false;
+        outcome.blobs_mounted = 0;
+        assert!(outcome.to_string().contains("already tagged"));
+        assert!(!outcome.to_string().contains("mounted"));
     }
 
     #[tokio::test]

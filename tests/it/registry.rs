@@ -2,6 +2,7 @@
 //! `docker-registry` 2.8), cross-checked with skopeo and the registry's access log.
 
 mod images;
+mod mount_refusing_proxy;
 mod token_server;
 
 use std::process::Command;
@@ -16,6 +17,7 @@ use jisu_deploy::registry::{
 
 use crate::support::registry_server::{AccessLine, RegistryServer, ServerAuth};
 use images::{image, multi_arch, push_image, push_multi_arch, write_oci_layout};
+use mount_refusing_proxy::MountRefusingProxy;
 use token_server::TokenServer;
 
 fn r(s: &str) -> Reference {
@@ -379,6 +381,76 @@ async fn bearer_tokens_are_exchanged_with_the_token_service() {
         "{err:?}"
     );
     assert!(!format!("{err} {err:?}").contains("ghp_wrong_value"));
+}
+
+#[tokio::test]
+async fn refused_mount_fails_by_default_and_streams_when_allowed() {
+    let server = RegistryServer::start();
+    let proxy = MountRefusingProxy::start(server.host()).await;
+    let host = proxy.host.clone();
+    let via_proxy = || {
+        RegistryClient::new(
+            &host,
+            ClientOptions {
+                allow_http: true,
+                ..ClientOptions::default()
+            },
+        )
+        .unwrap()
+    };
+    let src = r(&format!("{host}/jisu/build:sha-3"));
+    // One layer larger than the 8 MiB copy chunk, so the stream is sent in two PATCHes.
+    let mut img = image(1, 9 * 1024 * 1024 + 123, "amd64");
+    let small = image(1, 3000, "amd64");
+    img.layers.extend(small.layers);
+    let img = images::rebuild_manifest(img);
+    push_image(&via_proxy(), &src, &img).await;
+    let dst = r(&format!("{host}/jisu/backend:sha-3"));
+
+    let log_before = server.access_log().len();
+    let err = retag(&via_proxy(), &src, &dst, &RetagOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::MountRefused { .. }), "{err:?}");
+    assert!(err.to_string().contains("allow_blob_copy"), "{err}");
+    let seen = lines_since(&server, log_before);
+    assert!(
+        seen.iter()
+            .any(|l| l.method == "DELETE" && l.path.contains("/blobs/uploads/") && l.status == 204),
+        "the upload session the refusal opened is cancelled: {seen:?}"
+    );
+
+    let c = via_proxy();
+    let out = retag(
+        &c,
+        &src,
+        &dst,
+        &RetagOptions {
+            allow_blob_copy: true,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(out.written);
+    assert_eq!((out.blobs_mounted, out.blobs_copied), (0, 3));
+    let blob_total: u64 =
+        (img.config.data.len() + img.layers.iter().map(|l| l.data.len()).sum::<usize>()) as u64;
+    assert_eq!(out.blob_bytes_copied, blob_total);
+    assert_eq!(out.requests.get(RequestKind::BlobGet), 3);
+    // Per blob: one PATCH per started 8 MiB plus the closing PUT.
+    assert_eq!(
+        out.requests.get(RequestKind::BlobUpload),
+        (1 + 1) + (2 + 1) + (1 + 1)
+    );
+    assert_eq!(
+        proxy.refused(),
+        1 + 3,
+        "first retag stops at the first refusal"
+    );
+    assert_eq!(
+        skopeo_raw(&r(&format!("{}/jisu/backend:sha-3", server.host())), None),
+        img.manifest.to_vec()
+    );
 }
 
 #[tokio::test]

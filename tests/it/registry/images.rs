@@ -90,6 +90,21 @@ pub fn image(layers: usize, layer_size: usize, arch: &str) -> Image {
     }
 }
 
+/// Recomputes the manifest after the config or layers were changed.
+pub fn rebuild_manifest(image: Image) -> Image {
+    let manifest = serde_json::to_vec_pretty(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": image.config.descriptor(),
+        "layers": image.layers.iter().map(Blob::descriptor).collect::<Vec<_>>(),
+    }))
+    .unwrap();
+    Image {
+        manifest: Bytes::from(manifest),
+        ..image
+    }
+}
+
 /// An attestation manifest (BuildKit style) for the image with digest `subject`.
 pub fn attestation(subject: &Digest) -> Image {
     let statement = json!({
