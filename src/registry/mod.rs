@@ -2,6 +2,7 @@
 //! cross-repository copy, with request counting.
 
 pub mod auth;
+pub mod blobs;
 pub mod client;
 pub mod command;
 pub mod counter;

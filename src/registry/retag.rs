@@ -12,7 +12,8 @@ use bytes::Bytes;
 use tracing::{debug, info, warn};
 
 use super::auth::repository_scope;
-use super::client::{MountOutcome, RegistryClient};
+use super::blobs::MountOutcome;
+use super::client::RegistryClient;
 use super::counter::RequestCounts;
 use super::digest::Digest;
 use super::error::RegistryError;
