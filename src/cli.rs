@@ -62,6 +62,10 @@ pub enum Command {
 pub enum ImageCommand {
     /// Print the tags each component's image gets for an event.
     Tags(TagsArgs),
+    /// Point DST at the image SRC names, on the same registry: one manifest read and one
+    /// write of the identical bytes (blobs mounted across repositories, never re-uploaded).
+    /// Running it again changes nothing. Prints the digest; in Actions also the output `digest`.
+    Retag(crate::registry::RetagArgs),
 }
 
 /// Where the event comes from. Inside GitHub Actions the runner's variables fill these in.

@@ -71,9 +71,12 @@ impl fmt::Display for InputError {
 
 /// The exit code for an error that ended the run.
 pub fn exit_code(error: &anyhow::Error) -> i32 {
-    let bad_input = error
-        .chain()
-        .any(|cause| cause.is::<InputError>() || cause.is::<clap::Error>());
+    let bad_input = error.chain().any(|cause| {
+        cause.is::<InputError>()
+            || cause.is::<clap::Error>()
+            || cause.is::<crate::registry::ReferenceError>()
+            || cause.is::<crate::registry::command::CredentialError>()
+    });
     if bad_input {
         EXIT_BAD_INPUT
     } else {

@@ -18,6 +18,7 @@ pub fn run(cli: &Cli, runner: &Runner) -> Result<()> {
     match &cli.command {
         Command::Plan(args) => plan(cli, args, runner),
         Command::Image(ImageCommand::Tags(args)) => image_tags(cli, args),
+        Command::Image(ImageCommand::Retag(args)) => image_retag(args, runner),
     }
 }
 
@@ -96,6 +97,16 @@ fn plan(cli: &Cli, args: &PlanArgs, runner: &Runner) -> Result<()> {
         ("plan", render::json(&plan)),
     ])?;
     runner.append_summary(&summary::plan_markdown(&plan))?;
+    Ok(())
+}
+
+fn image_retag(args: &crate::registry::RetagArgs, runner: &Runner) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let outcome = runtime.block_on(crate::registry::run_retag(args))?;
+    println!("{outcome}");
+    runner.set_outputs(&[("digest", outcome.digest.to_string())])?;
     Ok(())
 }
 

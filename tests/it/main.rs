@@ -1,6 +1,7 @@
-//! Integration tests: one binary, a module per area.
+//! Integration tests: one binary, a module per area, shared support beside them.
 
 mod actions_io;
 mod bad_input;
 mod plan_snapshots;
+mod registry;
 mod support;

@@ -1,4 +1,7 @@
-//! Running the real `jisu-deploy` binary from tests, with a clean environment.
+//! Support for the integration tests: running the real `jisu-deploy` binary with a clean
+//! environment, and services the tests start for themselves.
+
+pub mod registry_server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

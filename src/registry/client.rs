@@ -1,0 +1,678 @@
+//! HTTP client for one OCI registry (distribution spec): connection options, authentication
+//! (Basic, Bearer token exchange), manifest GET/HEAD/PUT, and a count of every request it
+//! makes. Blob operations are in `blobs.rs`.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, WWW_AUTHENTICATE};
+use reqwest::{RequestBuilder, Response, StatusCode, Url};
+use tokio::sync::Mutex;
+use tracing::{debug, warn};
+
+use super::auth::{Challenge, Credentials, Secret, parse_challenge, parse_token_reply};
+use super::counter::{RequestCounter, RequestCounts, RequestKind};
+use super::digest::Digest;
+use super::error::{RegistryError, summarize_error_body};
+use super::manifest::MANIFEST_ACCEPT;
+use super::reference::{DOCKER_HUB, Reference};
+
+/// Tokens are renewed this long before the expiry the service announced.
+const TOKEN_SLACK: Duration = Duration::from_secs(10);
+/// The distribution token spec's lifetime when the service does not say.
+const DEFAULT_TOKEN_LIFETIME: u64 = 60;
+
+/// A token service the client may use without first being challenged (saves one round trip).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BearerRealm {
+    /// Token service URL.
+    pub realm: String,
+    /// `service` parameter.
+    pub service: Option<String>,
+}
+
+/// How to reach and authenticate to a registry.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Speak plain HTTP instead of HTTPS. Off by default and never implied, not even for
+    /// loopback addresses: an HTTP registry must be asked for.
+    pub allow_http: bool,
+    /// Username and password (or token); `None` is anonymous.
+    pub credentials: Option<Credentials>,
+    /// Token service to use before any challenge. `None` picks the known one for ghcr.io
+    /// and Docker Hub; other registries are discovered from their first 401.
+    pub bearer_realm: Option<BearerRealm>,
+    /// Deadline for establishing a connection.
+    pub connect_timeout: Duration,
+    /// Deadline for one whole request, body included.
+    pub request_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            allow_http: false,
+            credentials: None,
+            bearer_realm: None,
+            connect_timeout: Duration::from_secs(15),
+            request_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// A manifest exactly as the registry returned it.
+#[derive(Debug, Clone)]
+pub struct FetchedManifest {
+    /// The bytes, never re-serialized.
+    pub bytes: Bytes,
+    /// The `Content-Type` header, verbatim (pushed back unchanged).
+    pub content_type: Option<String>,
+    /// sha256 of `bytes`, checked against what the registry and reference claimed.
+    pub digest: Digest,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Scheme {
+    /// Nothing learned yet: send Basic if there are credentials (distribution accepts it
+    /// directly; a Bearer registry answers 401 with its challenge and we switch).
+    Unknown,
+    Basic,
+    Bearer(BearerRealm),
+}
+
+struct AuthState {
+    scheme: Scheme,
+    /// Scopes the next token must cover (declared up front so one token serves a retag).
+    scopes: BTreeSet<String>,
+    token: Option<CachedToken>,
+}
+
+struct CachedToken {
+    value: Secret,
+    scopes: BTreeSet<String>,
+    renew_at: Instant,
+}
+
+/// A client for one registry. Every outside call goes through it, so its counter sees all.
+pub struct RegistryClient {
+    http: reqwest::Client,
+    registry: String,
+    base: Url,
+    allow_http: bool,
+    credentials: Option<Credentials>,
+    auth: Mutex<AuthState>,
+    counter: RequestCounter,
+}
+
+impl std::fmt::Debug for RegistryClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryClient")
+            .field("registry", &self.registry)
+            .field("base", &self.base.as_str())
+            .field(
+                "username",
+                &self.credentials.as_ref().map(|c| c.username.as_str()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// Token services of registries this tool is mostly used with.
+fn known_bearer_realm(registry: &str) -> Option<BearerRealm> {
+    match registry {
+        "ghcr.io" => Some(BearerRealm {
+            realm: "https://ghcr.io/token".into(),
+            service: Some("ghcr.io".into()),
+        }),
+        DOCKER_HUB => Some(BearerRealm {
+            realm: "https://auth.docker.io/token".into(),
+            service: Some("registry.docker.io".into()),
+        }),
+        _ => None,
+    }
+}
+
+/// The API host of a registry name (Docker Hub's API is not at docker.io).
+fn api_host(registry: &str) -> &str {
+    if registry == DOCKER_HUB {
+        "registry-1.docker.io"
+    } else {
+        registry
+    }
+}
+
+impl RegistryClient {
+    /// A client for `registry` (as in a [`Reference`]), at `https://<registry>/`, or
+    /// `http://` when `options.allow_http` is set.
+    pub fn new(registry: &str, options: ClientOptions) -> Result<Self, RegistryError> {
+        let scheme = if options.allow_http { "http" } else { "https" };
+        let base = Url::parse(&format!("{scheme}://{}/", api_host(registry))).map_err(|e| {
+            RegistryError::Protocol {
+                operation: format!("building the URL of registry {registry}"),
+                problem: e.to_string(),
+            }
+        })?;
+        Self::with_base_url(registry, base, options)
+    }
+
+    /// A client for `registry` whose API is at `base` (for mirrors and tests). An `http:`
+    /// base is refused unless `options.allow_http` is set.
+    pub fn with_base_url(
+        registry: &str,
+        mut base: Url,
+        options: ClientOptions,
+    ) -> Result<Self, RegistryError> {
+        if base.scheme() == "http" && !options.allow_http {
+            return Err(RegistryError::InsecureNotAllowed {
+                registry: registry.to_owned(),
+            });
+        }
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let allow_http = options.allow_http;
+        // Never follow a redirect from HTTPS down to HTTP unless HTTP was allowed; reqwest
+        // already drops Authorization when a redirect leaves the host (blob storage).
+        let redirect = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.url().scheme() == "http" && !allow_http {
+                attempt.error("redirect to plain HTTP refused")
+            } else if attempt.previous().len() > 5 {
+                attempt.error("too many redirects")
+            } else {
+                attempt.follow()
+            }
+        });
+        let http = reqwest::Client::builder()
+            .connect_timeout(options.connect_timeout)
+            .timeout(options.request_timeout)
+            .redirect(redirect)
+            .user_agent(concat!("jisu-deploy/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|source| RegistryError::Transport {
+                operation: "building the HTTP client".into(),
+                source,
+            })?;
+        let preset = options.bearer_realm.or_else(|| {
+            // Only the real ghcr.io/Docker Hub endpoints use their known token service.
+            (base.scheme() == "https" && base.host_str() == Some(api_host(registry)))
+                .then(|| known_bearer_realm(registry))
+                .flatten()
+        });
+        Ok(RegistryClient {
+            http,
+            registry: registry.to_owned(),
+            base,
+            allow_http,
+            credentials: options.credentials,
+            auth: Mutex::new(AuthState {
+                scheme: preset.map_or(Scheme::Unknown, Scheme::Bearer),
+                scopes: BTreeSet::new(),
+                token: None,
+            }),
+            counter: RequestCounter::default(),
+        })
+    }
+
+    /// The registry this client talks to (`ghcr.io`, `127.0.0.1:5000`).
+    pub fn registry(&self) -> &str {
+        &self.registry
+    }
+
+    /// The shared counter of requests made so far.
+    pub fn counter(&self) -> &RequestCounter {
+        &self.counter
+    }
+
+    /// Counts of requests made so far.
+    pub fn requests(&self) -> RequestCounts {
+        self.counter.snapshot()
+    }
+
+    /// Declares scopes (`repository:<name>:pull[,push]`) the next token must cover, so one
+    /// token exchange serves a whole operation on Bearer registries.
+    pub async fn request_scopes(&self, scopes: impl IntoIterator<Item = String>) {
+        self.auth.lock().await.scopes.extend(scopes);
+    }
+
+    pub(super) fn url(&self, path: &str) -> Result<Url, RegistryError> {
+        self.base.join(path).map_err(|e| RegistryError::Protocol {
+            operation: format!("building URL {path}"),
+            problem: e.to_string(),
+        })
+    }
+
+    /// Sends a request, answering one authentication challenge if the registry makes it.
+    pub(super) async fn send(
+        &self,
+        kind: RequestKind,
+        operation: &str,
+        make: impl Fn(&reqwest::Client) -> RequestBuilder,
+    ) -> Result<Response, RegistryError> {
+        let mut retried = false;
+        loop {
+            let authorization = self.authorization(operation).await?;
+            let mut request = make(&self.http);
+            if let Some(value) = authorization {
+                request = request.header(AUTHORIZATION, value);
+            }
+            self.counter.record(kind);
+            let response = request
+                .send()
+                .await
+                .map_err(|source| RegistryError::Transport {
+                    operation: operation.to_owned(),
+                    source,
+                })?;
+            debug!(kind = kind.name(), status = response.status().as_u16(), url = %response.url(), "registry request");
+            if response.status() != StatusCode::UNAUTHORIZED {
+                return Ok(response);
+            }
+            let challenge = response
+                .headers()
+                .get(WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let detail = summarize_error_body(&response.bytes().await.unwrap_or_default());
+            let Some(challenge) = challenge.filter(|_| !retried) else {
+                return Err(self.unauthorized(operation, detail));
+            };
+            let challenge =
+                parse_challenge(&challenge).map_err(|source| RegistryError::Challenge {
+                    registry: self.registry.clone(),
+                    source,
+                })?;
+            if !self.learn(challenge).await {
+                return Err(self.unauthorized(operation, detail));
+            }
+            retried = true;
+        }
+    }
+
+    fn unauthorized(&self, operation: &str, detail: Option<String>) -> RegistryError {
+        match &self.credentials {
+            None => RegistryError::AuthenticationRequired {
+                registry: self.registry.clone(),
+                operation: operation.to_owned(),
+            },
+            Some(creds) => RegistryError::AuthenticationFailed {
+                registry: self.registry.clone(),
+                username: creds.username.clone(),
+                operation: operation.to_owned(),
+                detail,
+            },
+        }
+    }
+
+    /// Takes in a challenge; returns whether retrying the request can now succeed.
+    async fn learn(&self, challenge: Challenge) -> bool {
+        let mut state = self.auth.lock().await;
+        match challenge {
+            Challenge::Basic => {
+                // Basic only helps if we have credentials and have not already sent them.
+                if self.credentials.is_none() || state.scheme == Scheme::Basic {
+                    return false;
+                }
+                let had_sent_basic = state.scheme == Scheme::Unknown;
+                state.scheme = Scheme::Basic;
+                !had_sent_basic
+            }
+            Challenge::Bearer {
+                realm,
+                service,
+                scope,
+            } => {
+                state.scheme = Scheme::Bearer(BearerRealm { realm, service });
+                if let Some(scope) = scope {
+                    // A challenge may name several scopes separated by spaces.
+                    state.scopes.extend(
+                        scope
+                            .split(' ')
+                            .filter(|s| !s.is_empty())
+                            .map(str::to_owned),
+                    );
+                }
+                state.token = None;
+                true
+            }
+        }
+    }
+
+    /// The Authorization header for the next request, fetching a token when needed.
+    async fn authorization(&self, operation: &str) -> Result<Option<String>, RegistryError> {
+        let mut state = self.auth.lock().await;
+        match state.scheme.clone() {
+            Scheme::Unknown | Scheme::Basic => {
+                Ok(self.credentials.as_ref().map(Credentials::basic_header))
+            }
+            Scheme::Bearer(realm) => {
+                let fresh = state.token.as_ref().is_some_and(|t| {
+                    Instant::now() < t.renew_at && t.scopes.is_superset(&state.scopes)
+                });
+                if !fresh {
+                    let scopes = state.scopes.clone();
+                    let token = self.fetch_token(&realm, &scopes, operation).await?;
+                    state.token = Some(token);
+                }
+                Ok(state
+                    .token
+                    .as_ref()
+                    .map(|t| format!("Bearer {}", t.value.expose())))
+            }
+        }
+    }
+
+    async fn fetch_token(
+        &self,
+        realm: &BearerRealm,
+        scopes: &BTreeSet<String>,
+        operation: &str,
+    ) -> Result<CachedToken, RegistryError> {
+        let token_error = |reason: String| RegistryError::Token {
+            realm: realm.realm.clone(),
+            reason,
+        };
+        let mut url = Url::parse(&realm.realm)
+            .map_err(|e| token_error(format!("realm is not a URL: {e}")))?;
+        if url.scheme() == "http" && !self.allow_http {
+            return Err(RegistryError::InsecureNotAllowed {
+                registry: format!("{} (token service {})", self.registry, realm.realm),
+            });
+        }
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(service) = &realm.service {
+                query.append_pair("service", service);
+            }
+            for scope in scopes {
+                query.append_pair("scope", scope);
+            }
+        }
+        let mut request = self.http.get(url).header(ACCEPT, "application/json");
+        if let Some(creds) = &self.credentials {
+            request = request.header(AUTHORIZATION, creds.basic_header());
+        }
+        self.counter.record(RequestKind::Token);
+        let requested_at = Instant::now();
+        let response = request
+            .send()
+            .await
+            .map_err(|source| RegistryError::Transport {
+                operation: format!("token request to {}", realm.realm),
+                source,
+            })?;
+        let status = response.status();
+        debug!(status = status.as_u16(), realm = %realm.realm, ?scopes, "token request");
+        let body = response
+            .bytes()
+            .await
+            .map_err(|source| RegistryError::Transport {
+                operation: format!("token request to {}", realm.realm),
+                source,
+            })?;
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            return Err(self.unauthorized(operation, summarize_error_body(&body)));
+        }
+        if !status.is_success() {
+            return Err(token_error(format!(
+                "HTTP {}{}",
+                status.as_u16(),
+                summarize_error_body(&body)
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default()
+            )));
+        }
+        let token = parse_token_reply(&body).map_err(token_error)?;
+        let lifetime = Duration::from_secs(token.expires_in.unwrap_or(DEFAULT_TOKEN_LIFETIME));
+        Ok(CachedToken {
+            value: token.value,
+            scopes: scopes.clone(),
+            renew_at: requested_at + lifetime.saturating_sub(TOKEN_SLACK),
+        })
+    }
+
+    fn check_registry(&self, reference: &Reference) -> Result<(), RegistryError> {
+        if reference.registry() != self.registry {
+            return Err(RegistryError::WrongRegistry {
+                reference: reference.to_string(),
+                registry: self.registry.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    fn manifest_url(&self, reference: &Reference) -> Result<Url, RegistryError> {
+        self.check_registry(reference)?;
+        let target = reference
+            .manifest_target()
+            .ok_or_else(|| RegistryError::SourceNeedsTagOrDigest(reference.to_string()))?;
+        self.url(&format!("v2/{}/manifests/{target}", reference.repository()))
+    }
+
+    async fn status_error(operation: &str, response: Response) -> RegistryError {
+        let status = response.status().as_u16();
+        let detail = summarize_error_body(&response.bytes().await.unwrap_or_default());
+        RegistryError::UnexpectedStatus {
+            operation: operation.to_owned(),
+            status,
+            detail,
+        }
+    }
+
+    fn denied(&self, operation: &str, detail: Option<String>) -> RegistryError {
+        RegistryError::Denied {
+            registry: self.registry.clone(),
+            operation: operation.to_owned(),
+            detail,
+        }
+    }
+
+    /// Maps the statuses every operation treats alike (403) and otherwise reports the status.
+    pub(super) async fn failure(&self, operation: &str, response: Response) -> RegistryError {
+        if response.status() == StatusCode::FORBIDDEN {
+            let detail = summarize_error_body(&response.bytes().await.unwrap_or_default());
+            return self.denied(operation, detail);
+        }
+        Self::status_error(operation, response).await
+    }
+
+    /// GETs a manifest by tag or digest and verifies its bytes against the digest the
+    /// registry reported and, for a digest reference, the one asked for.
+    pub async fn get_manifest(
+        &self,
+        reference: &Reference,
+    ) -> Result<FetchedManifest, RegistryError> {
+        let url = self.manifest_url(reference)?;
+        let operation = format!("GET manifest {reference}");
+        let response = self
+            .send(RequestKind::ManifestGet, &operation, |http| {
+                http.get(url.clone()).header(ACCEPT, MANIFEST_ACCEPT)
+            })
+            .await?;
+        match response.status() {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => {
+                return Err(RegistryError::ManifestNotFound {
+                    reference: reference.to_string(),
+                });
+            }
+            _ => return Err(self.failure(&operation, response).await),
+        }
+        let content_type = header_string(response.headers(), CONTENT_TYPE.as_str());
+        let claimed = content_digest(response.headers());
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| RegistryError::Transport {
+                operation: operation.clone(),
+                source,
+            })?;
+        let digest = Digest::of(&bytes);
+        for expected in [claimed.as_ref(), reference.digest()].into_iter().flatten() {
+            if *expected != digest {
+                return Err(RegistryError::DigestMismatch {
+                    what: format!("manifest {reference}"),
+                    expected: expected.to_string(),
+                    actual: digest.to_string(),
+                });
+            }
+        }
+        Ok(FetchedManifest {
+            bytes,
+            content_type,
+            digest,
+        })
+    }
+
+    /// HEADs a manifest: `Some(digest)` when it exists; `None` when it does not, or when
+    /// the registry did not say which digest it has (a write is then the safe choice).
+    pub async fn head_manifest(
+        &self,
+        reference: &Reference,
+    ) -> Result<Option<Digest>, RegistryError> {
+        let url = self.manifest_url(reference)?;
+        let operation = format!("HEAD manifest {reference}");
+        let response = self
+            .send(RequestKind::ManifestHead, &operation, |http| {
+                http.head(url.clone()).header(ACCEPT, MANIFEST_ACCEPT)
+            })
+            .await?;
+        match response.status() {
+            StatusCode::OK => {
+                let digest = content_digest(response.headers());
+                if digest.is_none() {
+                    warn!(%reference, "registry sent no Docker-Content-Digest on HEAD; will write");
+                }
+                Ok(digest)
+            }
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(self.failure(&operation, response).await),
+        }
+    }
+
+    /// PUTs manifest bytes unchanged under `reference` (tag or digest) with `content_type`;
+    /// returns the digest the registry reports having stored.
+    pub async fn put_manifest(
+        &self,
+        reference: &Reference,
+        bytes: Bytes,
+        content_type: &str,
+    ) -> Result<Option<Digest>, RegistryError> {
+        let url = self.manifest_url(reference)?;
+        let operation = format!("PUT manifest {reference}");
+        let response = self
+            .send(RequestKind::ManifestPut, &operation, |http| {
+                http.put(url.clone())
+                    .header(CONTENT_TYPE, content_type)
+                    .body(bytes.clone())
+            })
+            .await?;
+        if response.status() != StatusCode::CREATED && !response.status().is_success() {
+            return Err(self.failure(&operation, response).await);
+        }
+        Ok(content_digest(response.headers()))
+    }
+}
+
+pub(super) fn header_string(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// The `Docker-Content-Digest` header, when present and a sha256 digest.
+pub(super) fn content_digest(headers: &HeaderMap) -> Option<Digest> {
+    let value = header_string(headers, "docker-content-digest")?;
+    match value.parse() {
+        Ok(digest) => Some(digest),
+        Err(e) => {
+            warn!(header = %value, error = %e, "ignoring unusable Docker-Content-Digest header");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_needs_to_be_asked_for_even_on_loopback() {
+        let base = Url::parse("http://127.0.0.1:5000/").unwrap();
+        let err =
+            RegistryClient::with_base_url("127.0.0.1:5000", base.clone(), ClientOptions::default())
+                .unwrap_err();
+        assert!(matches!(err, RegistryError::InsecureNotAllowed { .. }));
+        assert!(err.to_string().contains("--allow-http"));
+        let ok = RegistryClient::with_base_url(
+            "127.0.0.1:5000",
+            base,
+            ClientOptions {
+                allow_http: true,
+                ..ClientOptions::default()
+            },
+        );
+        assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn default_scheme_is_https_and_docker_hub_maps_to_its_api_host() {
+        let c = RegistryClient::new("localhost:5000", ClientOptions::default()).unwrap();
+        assert_eq!(c.base.as_str(), "https://localhost:5000/");
+        let c = RegistryClient::new("docker.io", ClientOptions::default()).unwrap();
+        assert_eq!(c.base.as_str(), "https://registry-1.docker.io/");
+        let c = RegistryClient::new(
+            "localhost:5000",
+            ClientOptions {
+                allow_http: true,
+                ..ClientOptions::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.base.as_str(), "http://localhost:5000/");
+    }
+
+    #[tokio::test]
+    async fn ghcr_uses_its_known_token_service_up_front() {
+        let c = RegistryClient::new("ghcr.io", ClientOptions::default()).unwrap();
+        assert_eq!(
+            c.auth.lock().await.scheme,
+            Scheme::Bearer(BearerRealm {
+                realm: "https://ghcr.io/token".into(),
+                service: Some("ghcr.io".into())
+            })
+        );
+        let other = RegistryClient::new("quay.io", ClientOptions::default()).unwrap();
+        assert_eq!(other.auth.lock().await.scheme, Scheme::Unknown);
+    }
+
+    #[test]
+    fn debug_output_has_no_password() {
+        let c = RegistryClient::new(
+            "ghcr.io",
+            ClientOptions {
+                credentials: Some(Credentials::new("bot", "ghp_topsecret")),
+                ..ClientOptions::default()
+            },
+        )
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(
+            shown.contains("bot") && !shown.contains("topsecret"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn content_digest_header_is_parsed_or_ignored() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(content_digest(&headers), None);
+        let d = Digest::of(b"x");
+        headers.insert("Docker-Content-Digest", d.as_str().parse().unwrap());
+        assert_eq!(content_digest(&headers), Some(d));
+        headers.insert("Docker-Content-Digest", "sha512:00".parse().unwrap());
+        assert_eq!(content_digest(&headers), None);
+    }
+}

@@ -1,0 +1,261 @@
+//! The registry error type: one variant per situation a caller may want to handle differently.
+
+use serde::Deserialize;
+
+use super::auth::{ChallengeError, DockerConfigError};
+use super::digest::Digest;
+use super::manifest::ManifestError;
+use super::reference::ReferenceError;
+
+/// Errors from registry operations. Messages name the registry, reference or operation
+/// involved and never contain credentials or tokens.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// An image reference did not parse.
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    /// The registry would be spoken to over plain HTTP without that being allowed.
+    #[error(
+        "refusing plain HTTP to registry {registry}: pass --allow-http (allow_http) to use an HTTP-only registry"
+    )]
+    InsecureNotAllowed {
+        /// The registry host.
+        registry: String,
+    },
+    /// The client was built for another registry than the reference names.
+    #[error("reference {reference} is not on registry {registry} that this client talks to")]
+    WrongRegistry {
+        /// The reference.
+        reference: String,
+        /// The client's registry.
+        registry: String,
+    },
+    /// Source and destination are on different registries; copying between registries is
+    /// not supported (blob mounts only work inside one registry).
+    #[error("cannot copy {src} to {dst}: both must be on the same registry")]
+    CrossRegistry {
+        /// Source reference.
+        src: String,
+        /// Destination reference.
+        dst: String,
+    },
+    /// The destination has no tag to write.
+    #[error("destination {0} needs a tag (registry/repository:tag) and no digest")]
+    DestinationNeedsTag(String),
+    /// The source names neither a tag nor a digest.
+    #[error("source {0} needs a tag or digest; jisu-deploy never assumes :latest")]
+    SourceNeedsTagOrDigest(String),
+    /// The registry wants credentials and none were given.
+    #[error(
+        "registry {registry} requires authentication for {operation}; pass --username with REGISTRY_PASSWORD (or GITHUB_TOKEN) in the environment, or log in so ~/.docker/config.json has credentials"
+    )]
+    AuthenticationRequired {
+        /// The registry host.
+        registry: String,
+        /// What was being done.
+        operation: String,
+    },
+    /// Credentials were given and rejected.
+    #[error("registry {registry} rejected the credentials of user {username:?} for {operation}{}", detail_suffix(.detail))]
+    AuthenticationFailed {
+        /// The registry host.
+        registry: String,
+        /// The user name (not secret).
+        username: String,
+        /// What was being done.
+        operation: String,
+        /// The registry's own explanation, when it gave one.
+        detail: Option<String>,
+    },
+    /// The credentials are valid but lack permission (HTTP 403).
+    #[error("registry {registry} denied {operation}{}; check the token's package write/read permission", detail_suffix(.detail))]
+    Denied {
+        /// The registry host.
+        registry: String,
+        /// What was being done.
+        operation: String,
+        /// The registry's own explanation.
+        detail: Option<String>,
+    },
+    /// The WWW-Authenticate header could not be used.
+    #[error("registry {registry} sent an unusable authentication challenge: {source}")]
+    Challenge {
+        /// The registry host.
+        registry: String,
+        /// What was wrong with it.
+        source: ChallengeError,
+    },
+    /// The token service did not hand out a token.
+    #[error("token service {realm} failed: {reason}")]
+    Token {
+        /// The token service URL.
+        realm: String,
+        /// Why.
+        reason: String,
+    },
+    /// Reading credentials from the Docker config failed.
+    #[error(transparent)]
+    DockerConfig(#[from] DockerConfigError),
+    /// The manifest (tag or digest) does not exist.
+    #[error(
+        "manifest {reference} not found in the registry; check that the image was pushed under that tag"
+    )]
+    ManifestNotFound {
+        /// The reference asked for.
+        reference: String,
+    },
+    /// A blob the copy needs does not exist in the source repository.
+    #[error("blob {digest} not found in {repository}")]
+    BlobNotFound {
+        /// The repository.
+        repository: String,
+        /// The blob digest.
+        digest: Digest,
+    },
+    /// Content did not hash to the digest it should have.
+    #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// What was checked.
+        what: String,
+        /// The digest it should have.
+        expected: String,
+        /// The digest it has.
+        actual: String,
+    },
+    /// The registry refused to mount a blob across repositories and streaming copies are off.
+    #[error(
+        "registry refused to mount blob {digest} from {from} into {to}, and copying blob data is not allowed (enable allow_blob_copy to stream it)"
+    )]
+    MountRefused {
+        /// The blob.
+        digest: Digest,
+        /// Source repository.
+        from: String,
+        /// Destination repository.
+        to: String,
+    },
+    /// A manifest could not be understood.
+    #[error("manifest {reference}: {source}")]
+    Manifest {
+        /// The manifest's reference.
+        reference: String,
+        /// What is wrong.
+        source: ManifestError,
+    },
+    /// The registry answered with a status this operation does not expect.
+    #[error("{operation} failed: HTTP {status}{}", detail_suffix(.detail))]
+    UnexpectedStatus {
+        /// What was being done.
+        operation: String,
+        /// The HTTP status code.
+        status: u16,
+        /// The registry's error codes and messages, when it sent them.
+        detail: Option<String>,
+    },
+    /// A response lacked something the protocol requires (e.g. an upload Location).
+    #[error("{operation}: {problem}")]
+    Protocol {
+        /// What was being done.
+        operation: String,
+        /// What was missing or wrong.
+        problem: String,
+    },
+    /// The request did not complete (connection, TLS, timeout).
+    #[error("{operation} failed: {source}")]
+    Transport {
+        /// What was being done.
+        operation: String,
+        /// The underlying error.
+        source: reqwest::Error,
+    },
+}
+
+fn detail_suffix(detail: &Option<String>) -> String {
+    detail
+        .as_ref()
+        .map(|d| format!(": {d}"))
+        .unwrap_or_default()
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    errors: Vec<ErrorEntry>,
+}
+
+#[derive(Deserialize)]
+struct ErrorEntry {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// Summarizes a distribution-spec error body (`{"errors":[{"code":..,"message":..}]}`) as
+/// `CODE: message; ...`; falls back to a short prefix of a non-JSON body.
+pub(crate) fn summarize_error_body(body: &[u8]) -> Option<String> {
+    if let Ok(parsed) = serde_json::from_slice::<ErrorBody>(body)
+        && !parsed.errors.is_empty()
+    {
+        let parts: Vec<String> = parsed
+            .errors
+            .iter()
+            .map(|e| match (e.code.is_empty(), e.message.is_empty()) {
+                (false, false) => format!("{}: {}", e.code, e.message),
+                (false, true) => e.code.clone(),
+                _ => e.message.clone(),
+            })
+            .collect();
+        return Some(parts.join("; "));
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    Some(text.chars().take(200).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summarizes_distribution_error_bodies() {
+        let body = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"v9"}}]}"#;
+        assert_eq!(
+            summarize_error_body(body).as_deref(),
+            Some("MANIFEST_UNKNOWN: manifest unknown")
+        );
+        let two = br#"{"errors":[{"code":"DENIED"},{"message":"no"}]}"#;
+        assert_eq!(summarize_error_body(two).as_deref(), Some("DENIED; no"));
+        assert_eq!(summarize_error_body(b"  oops \n").as_deref(), Some("oops"));
+        assert_eq!(summarize_error_body(b""), None);
+        assert_eq!(
+            summarize_error_body(&[b'x'; 500]).map(|s| s.len()),
+            Some(200)
+        );
+    }
+
+    #[test]
+    fn messages_name_what_to_fix() {
+        let e = RegistryError::AuthenticationRequired {
+            registry: "ghcr.io".into(),
+            operation: "GET manifest ghcr.io/a/b:v1".into(),
+        };
+        let msg = e.to_string();
+        assert!(
+            msg.contains("ghcr.io/a/b:v1") && msg.contains("--username"),
+            "{msg}"
+        );
+        let e = RegistryError::UnexpectedStatus {
+            operation: "PUT manifest x".into(),
+            status: 400,
+            detail: Some("MANIFEST_INVALID: manifest invalid".into()),
+        };
+        assert_eq!(
+            e.to_string(),
+            "PUT manifest x failed: HTTP 400: MANIFEST_INVALID: manifest invalid"
+        );
+    }
+}
