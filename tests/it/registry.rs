@@ -46,7 +46,7 @@ fn skopeo_raw(reference: &Reference, creds: Option<&str>) -> Vec<u8> {
     let out = cmd
         .arg(format!("docker://{reference}"))
         .output()
-        .expect("skopeo not found; run ci/install-registry-testbed.sh");
+        .expect("skopeo not found; run ci/install-test-deps.sh");
     assert!(
         out.status.success(),
         "skopeo inspect {reference}: {}",

@@ -78,7 +78,7 @@ impl RegistryServer {
                     .args(["-Bbn", username, password])
                     .output()
                     .expect(
-                        "htpasswd (apache2-utils) not found; run ci/install-registry-testbed.sh",
+                        "htpasswd (apache2-utils) not found; run ci/install-test-deps.sh",
                     );
                 assert!(out.status.success(), "htpasswd failed");
                 let file = dir.path().join("htpasswd");
@@ -113,7 +113,7 @@ impl RegistryServer {
             .stdout(stdout)
             .stderr(stderr)
             .spawn()
-            .expect("docker-registry not found; run ci/install-registry-testbed.sh");
+            .expect("docker-registry not found; run ci/install-test-deps.sh");
         let mut server = RegistryServer { child, port, dir };
         server.wait_ready();
         server
