@@ -26,6 +26,7 @@ pub mod http;
 pub mod managed;
 pub mod objects;
 pub mod patch;
+pub mod protobuf;
 pub mod resources;
 pub mod rollout;
 pub mod routes;
@@ -33,6 +34,7 @@ pub mod schema;
 pub mod selectors;
 pub mod status;
 pub mod store;
+pub mod table;
 pub mod watch;
 pub mod writes;
 

@@ -536,3 +536,77 @@ fn whole_k8s_directory_applies_and_rolls_out() {
         assert!(out.contains("successfully rolled out"), "{d}: {out}");
     }
 }
+
+#[test]
+fn typed_create_commands_and_human_get_output() {
+    let bed = Bed::new(SimOptions::default());
+    // These generators send protobuf bodies.
+    bed.ok(&["create", "namespace", "scratch"]);
+    bed.ok(&[
+        "-n",
+        "scratch",
+        "create",
+        "configmap",
+        "settings",
+        "--from-literal=LOG_LEVEL=debug",
+    ]);
+    bed.ok(&[
+        "-n",
+        "scratch",
+        "create",
+        "secret",
+        "generic",
+        "db",
+        "--from-literal=password=s3cret",
+    ]);
+    assert_eq!(
+        bed.ok(&[
+            "-n",
+            "scratch",
+            "get",
+            "cm",
+            "settings",
+            "-o",
+            "jsonpath={.data.LOG_LEVEL}"
+        ]),
+        "debug"
+    );
+    assert_eq!(
+        bed.ok(&[
+            "-n",
+            "scratch",
+            "get",
+            "secret",
+            "db",
+            "-o",
+            "jsonpath={.data.password}"
+        ]),
+        "czNjcmV0"
+    );
+
+    bed.ok(&["apply", "--server-side", "-f", PLATFORM]);
+    bed.ok(&[
+        "-n",
+        "jisu-staging",
+        "rollout",
+        "status",
+        "deploy/backend-blue",
+        "--timeout=60s",
+    ]);
+    let table = bed.ok(&["-n", "jisu-staging", "get", "deploy", "backend-blue"]);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]);
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(row[..4], ["backend-blue", "2/2", "2", "2"]);
+    let pods = bed.ok(&["-n", "jisu-staging", "get", "pods", "-l", "app=backend"]);
+    assert!(
+        pods.lines().next().unwrap().starts_with("NAME") && pods.contains("Running"),
+        "{pods}"
+    );
+    let svc = bed.ok(&["-n", "jisu-staging", "get", "svc", "backend"]);
+    assert!(
+        svc.contains("ClusterIP") && svc.contains("8000/TCP"),
+        "{svc}"
+    );
+}

@@ -236,6 +236,19 @@ fn sync_slice(s: &mut Inner, svc: &Value, ns: &str, name: &str, pods: &[Value], 
 fn upsert(s: &mut Inner, res: crate::resources::ResId, ns: &str, name: &str, mut body: Value) {
     match s.get(res, ns, name) {
         Some(cur) => {
+            // Most passes change nothing; skip the write path (and its field-ownership
+            // bookkeeping) when every field the controller sets already matches.
+            let unchanged = body.as_object().is_some_and(|b| {
+                b.iter().all(|(k, v)| match k.as_str() {
+                    "metadata" => ["labels", "ownerReferences"]
+                        .iter()
+                        .all(|f| cur["metadata"].get(f) == v.get(f)),
+                    _ => cur.get(k) == Some(v),
+                })
+            }) && (body.get("subsets").is_some() || cur.get("subsets").is_none());
+            if unchanged {
+                return;
+            }
             body["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"].clone();
             write_logged(
                 s,
