@@ -71,10 +71,13 @@ fn plan(cli: &Cli, args: &PlanArgs, runner: &Runner) -> Result<()> {
     // ACT=true is a local act run: dry run unless the flag or input says otherwise.
     let dry_run = cli.dry_run().unwrap_or(runner.in_act);
     let plan = plan::build(&pipeline, &context, dry_run, &source)?;
+    // In Actions the plan folds into one log group titled by its headline.
+    runner.group(&format!("jisu-deploy plan: {}", render::headline(&plan)));
     match args.output {
         OutputFormat::Text => print!("{}", render::text(&plan)),
         OutputFormat::Json => print!("{}", render::json(&plan)),
     }
+    runner.end_group();
     let running: Vec<&str> = plan
         .jobs
         .iter()
