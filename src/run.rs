@@ -104,6 +104,13 @@ fn plan(cli: &Cli, args: &PlanArgs, runner: &Runner) -> Result<()> {
 }
 
 fn image_retag(args: &crate::registry::RetagArgs, runner: &Runner) -> Result<()> {
+    // A password handed over in a variable may not be a registered secret (a step output,
+    // say): mask it before anything could print it.
+    for var in crate::registry::command::PASSWORD_ENV {
+        if let Ok(secret) = std::env::var(var) {
+            runner.mask(&secret);
+        }
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
