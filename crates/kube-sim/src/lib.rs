@@ -76,7 +76,7 @@ impl Default for SimOptions {
             images: ImageRules::default(),
             faults: Vec::new(),
             watch_history: 10_000,
-            controller_tick: Duration::from_millis(20),
+            controller_tick: Duration::from_millis(10),
         }
     }
 }
