@@ -610,3 +610,66 @@ fn typed_create_commands_and_human_get_output() {
         "{svc}"
     );
 }
+
+#[test]
+fn the_binary_serves_kubectl_and_writes_its_kubeconfig() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kube-sim"))
+        .args(["--port", "0", "--time-scale", "100", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kube-sim binary starts");
+    wait_until("the kubeconfig to be written", || kubeconfig.exists());
+    let kubectl = |args: &[&str]| {
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .env("HOME", dir.path())
+            .output()
+            .expect("kubectl runs")
+    };
+    let out = kubectl(&["get", "namespaces", "-o", "name"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && stdout.contains("namespace/default"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let applied = {
+        use std::io::Write;
+        let mut c = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["apply", "--server-side", "-f", "-"])
+            .env("HOME", dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin
+            .take()
+            .unwrap()
+            .write_all(std::fs::read_to_string(PLATFORM).unwrap().as_bytes())
+            .unwrap();
+        c.wait_with_output().unwrap()
+    };
+    assert!(applied.status.success());
+    let out = kubectl(&[
+        "-n",
+        "jisu-staging",
+        "rollout",
+        "status",
+        "deploy/frontend-blue",
+        "--timeout=60s",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
