@@ -673,3 +673,75 @@ fn the_binary_serves_kubectl_and_writes_its_kubeconfig() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn client_side_apply_then_upgrade_to_server_side_apply() {
+    let bed = Bed::new(SimOptions::default());
+    let out = bed.ok(&["apply", "-f", PLATFORM]);
+    assert!(
+        out.contains("deployment.apps/backend-blue created"),
+        "{out}"
+    );
+    assert!(
+        bed.ok(&["apply", "-f", PLATFORM])
+            .contains("deployment.apps/backend-blue unchanged")
+    );
+    // Changing a value client-side apply owns: kubectl's upgrade path takes it over.
+    let scaled =
+        std::fs::read_to_string(PLATFORM)
+            .unwrap()
+            .replacen("replicas: 2", "replicas: 3", 1);
+    check(
+        &["apply --server-side"],
+        bed.run_stdin(&["apply", "--server-side", "-f", "-"], &scaled),
+    );
+    assert_eq!(
+        bed.ok(&[
+            "-n",
+            "jisu-staging",
+            "get",
+            "deploy",
+            "backend-blue",
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ]),
+        "3"
+    );
+    let managers = bed.ok(&[
+        "-n",
+        "jisu-staging",
+        "get",
+        "deploy",
+        "backend-blue",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={.metadata.managedFields[*].manager}",
+    ]);
+    assert!(
+        !managers.contains("kubectl-client-side-apply"),
+        "ownership migrated: {managers}"
+    );
+    // A different manager changing the same field still conflicts with kubectl.
+    let rescaled = scaled.replacen("replicas: 3", "replicas: 4", 1);
+    let out = bed.run_stdin(
+        &["apply", "--server-side", "--field-manager=other", "-f", "-"],
+        &rescaled,
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("conflict with \"kubectl\": .spec.replicas")
+    );
+    // wait and describe work as against a cluster.
+    bed.ok(&[
+        "-n",
+        "jisu-staging",
+        "wait",
+        "--for=condition=available",
+        "deploy/backend-blue",
+        "--timeout=30s",
+    ]);
+    let described = bed.ok(&["-n", "jisu-staging", "describe", "deploy", "backend-blue"]);
+    assert!(
+        described.contains("NewReplicaSetAvailable") || described.contains("ReplicaSetUpdated"),
+        "{described}"
+    );
+}
