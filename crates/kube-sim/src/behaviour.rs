@@ -164,13 +164,15 @@ pub fn container_view(
             let mut t = Duration::ZERO;
             let mut restarts = 0i64;
             let mut backoff = BACKOFF_START_S;
+            let mut previous: Option<(Duration, Duration)> = None;
             loop {
                 let run_end = t + *run_for;
                 if elapsed < run_end {
-                    let last = if restarts == 0 {
-                        json!({})
-                    } else {
-                        json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": fmt_time(t.saturating_sub(Duration::from_secs(backoff / 2) + *run_for)), "finishedAt": fmt_time(t.saturating_sub(Duration::from_secs(backoff / 2)))}})
+                    let last = match previous {
+                        None => json!({}),
+                        Some((started, finished)) => {
+                            json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": fmt_time(started), "finishedAt": fmt_time(finished)}})
+                        }
                     };
                     return ContainerView {
                         ready: false,
@@ -192,6 +194,7 @@ pub fn container_view(
                         pulled: true,
                     };
                 }
+                previous = Some((t, run_end));
                 t = run_end + wait;
                 restarts += 1;
                 backoff = (backoff * 2).min(BACKOFF_CAP_S);

@@ -188,6 +188,9 @@ async fn crash_looping_pods_exceed_the_progress_deadline() {
     let (_sim, client, deploys) = setup(opts()).await;
     let mut d = common::deployment("api", 2, "ghcr.io/jisu/backend:crashloop");
     d["spec"]["progressDeadlineSeconds"] = json!(120);
+    // With a readiness probe the crashing container never becomes ready.
+    d["spec"]["template"]["spec"]["containers"][0]["readinessProbe"] =
+        json!({"httpGet": {"path": "/ready", "port": 8000}});
     apply(&deploys, &d).await;
     let dep = eventually("ProgressDeadlineExceeded", WAIT, || async {
         deploys.get("api").await.ok().filter(|d| {
@@ -595,4 +598,37 @@ async fn kube_runtime_waiters_and_watchers_work_against_the_simulator() {
             .unwrap();
         assert!(first.metadata.name.unwrap().starts_with("web-"));
     }
+}
+
+#[tokio::test]
+async fn crash_looping_pods_without_a_readiness_probe_flicker_ready_and_keep_progressing() {
+    let (_sim, client, deploys) = setup(opts()).await;
+    let mut d = common::deployment("noprobe", 1, "ghcr.io/jisu/backend:crashloop");
+    d["spec"]["progressDeadlineSeconds"] = json!(60);
+    apply(&deploys, &d).await;
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let ready = |p: &Pod| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .is_some_and(|c| c[0].ready)
+    };
+    // Ready while the first run lasts, not ready in back-off, ready again on the restart.
+    for want in [true, false, true] {
+        eventually(&format!("ready={want}"), WAIT, || async {
+            pods.list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .find(|p| ready(p) == want)
+        })
+        .await;
+    }
+    // Each restart counts as progress, so 60 simulated seconds of crashing have not timed out.
+    let dep = deploys.get("noprobe").await.unwrap();
+    assert_ne!(
+        condition(&dep, "Progressing").unwrap().1,
+        "ProgressDeadlineExceeded"
+    );
 }

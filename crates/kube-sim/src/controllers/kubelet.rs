@@ -43,7 +43,14 @@ pub fn reconcile(s: &mut Inner, images: &ImageRules, wake: &mut Wake) {
             let v = container_view(&b, elapsed, cname, &name, |d| {
                 clock.format(created + clock.to_real(d).as_millis() as i64)
             });
-            all_ready &= v.ready;
+            // Without a readiness probe the kubelet counts a running container as ready,
+            // so a crash-looping one is ready for each short run (which, as on a real
+            // cluster, keeps resetting its Deployment's progress deadline).
+            let ready = v.ready
+                || (matches!(b, crate::behaviour::ImageBehavior::CrashLoop { .. })
+                    && v.running
+                    && c.get("readinessProbe").is_none());
+            all_ready &= ready;
             all_pulled &= v.pulled;
             let digest = format!(
                 "{}@sha256:{:064x}",
@@ -52,7 +59,7 @@ pub fn reconcile(s: &mut Inner, images: &ImageRules, wake: &mut Wake) {
             );
             statuses.push(json!({
                 "name": cname, "image": image, "imageID": if v.pulled { digest } else { String::new() },
-                "ready": v.ready, "started": v.running, "restartCount": v.restarts,
+                "ready": ready, "started": v.running, "restartCount": v.restarts,
                 "state": v.state, "lastState": v.last_state,
                 "containerID": if v.pulled { format!("containerd://{:064x}", created) } else { String::new() },
             }));
