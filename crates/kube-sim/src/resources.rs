@@ -139,6 +139,7 @@ pub mod ids {
     id!(DEPLOYMENT, "Deployment");
     id!(REPLICASET, "ReplicaSet");
     id!(ENDPOINTSLICE, "EndpointSlice");
+    id!(CONFIGMAP, "ConfigMap");
 }
 
 #[cfg(test)]
