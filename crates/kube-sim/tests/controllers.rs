@@ -632,3 +632,44 @@ async fn crash_looping_pods_without_a_readiness_probe_flicker_ready_and_keep_pro
         "ProgressDeadlineExceeded"
     );
 }
+
+#[tokio::test]
+async fn ready_delays_are_measured_in_simulated_time() {
+    // 30 simulated seconds at 100x: about 300 ms of real time.
+    let sim_opts = opts().image(
+        "registry.local/slow-start",
+        ImageBehavior::Ready {
+            after: Duration::from_secs(30),
+        },
+    );
+    let (_sim, client, deploys) = setup(sim_opts).await;
+    let started = std::time::Instant::now();
+    apply(
+        &deploys,
+        &common::deployment("slow", 1, "registry.local/slow-start:1"),
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    eventually("a running, not yet ready pod", WAIT, || async {
+        pods.list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|p| {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.container_statuses.as_ref())
+                    .is_some_and(|c| {
+                        !c[0].ready && c[0].state.as_ref().is_some_and(|s| s.running.is_some())
+                    })
+            })
+    })
+    .await;
+    wait_complete(&deploys, "slow").await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(290),
+        "ready too early: {took:?}"
+    );
+}

@@ -655,6 +655,10 @@ fn the_binary_serves_kubectl_and_writes_its_kubeconfig() {
             .output()
             .expect("kubectl runs")
     };
+    let version = kubectl(&["version", "-o", "json"]);
+    let version: serde_json::Value =
+        serde_json::from_slice(&version.stdout).expect("kubectl version prints JSON");
+    assert_eq!(version["serverVersion"]["gitVersion"], "v1.33.0-kube-sim");
     let out = kubectl(&["get", "namespaces", "-o", "name"]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
