@@ -54,9 +54,11 @@ const MAX_IDLE: Duration = Duration::from_secs(1);
 /// Runs the controllers until the task is aborted. A pass runs after any change to the
 /// store (debounced by `tick`), again while passes keep writing, and otherwise when the
 /// next time-driven transition is due: an idle simulator costs almost nothing.
-pub async fn run(shared: Arc<Shared>, cfg: ControllerConfig) {
+pub async fn run(shared: Arc<Shared>, mut cfg: ControllerConfig) {
     let mut events = shared.lock().subscribe();
     loop {
+        // Image rules may be changed while the simulator runs.
+        cfg.images = shared.image_rules();
         let (wrote, wake) = {
             let mut s = shared.lock();
             let before = s.rv();
@@ -86,6 +88,7 @@ pub async fn run(shared: Arc<Shared>, cfg: ControllerConfig) {
                 }
                 tokio::time::sleep(cfg.tick).await;
             }
+            _ = shared.wake.notified() => {}
             _ = tokio::time::sleep(idle) => {}
         }
     }
