@@ -517,7 +517,8 @@ pub fn delete(
             }
         }
     }
-    Ok(s.remove(res, ns, name).expect("checked above"))
+    // A self-owned object may already have gone with its dependents.
+    Ok(s.remove(res, ns, name).unwrap_or(cur))
 }
 
 fn dependents(s: &Inner, owner_uid: &str) -> Vec<(ResId, String, String)> {
@@ -544,12 +545,23 @@ fn dependents(s: &Inner, owner_uid: &str) -> Vec<(ResId, String, String)> {
 }
 
 fn delete_dependents(s: &mut Inner, owner_uid: &str) {
-    for (r, ns, n) in dependents(s, owner_uid) {
-        if let Some(o) = s.get(r, &ns, &n) {
-            let uid = meta_str(&o, "uid").to_string();
-            delete_dependents(s, &uid);
-            s.remove(r, &ns, &n);
+    // Owner references can form cycles (or point at their own object): visit each once.
+    let mut seen = std::collections::HashSet::from([owner_uid.to_string()]);
+    let mut stack = vec![owner_uid.to_string()];
+    let mut doomed = Vec::new();
+    while let Some(uid) = stack.pop() {
+        for (r, ns, n) in dependents(s, &uid) {
+            let Some(o) = s.get(r, &ns, &n) else { continue };
+            let child = meta_str(&o, "uid").to_string();
+            if seen.insert(child.clone()) {
+                stack.push(child);
+                doomed.push((r, ns, n));
+            }
         }
+    }
+    // Deepest first, as foreground deletion removes dependents before their owners.
+    for (r, ns, n) in doomed.into_iter().rev() {
+        s.remove(r, &ns, &n);
     }
 }
 
@@ -822,5 +834,51 @@ mod tests {
         collect_garbage(&mut s);
         assert!(s.get(cm, "default", "child").is_none());
         assert_eq!(by_kind("ConfigMap"), Some(cm));
+    }
+
+    #[test]
+    fn foreground_deletion_survives_ownership_cycles() {
+        let mut s = store();
+        let cm = *ids::CONFIGMAP;
+        let a = write(
+            &mut s,
+            cm,
+            "default",
+            "",
+            Change::Create(json!({"metadata": {"name": "a"}})),
+            ctx("m"),
+        )
+        .unwrap();
+        let a_uid = meta_str(&a.object, "uid").to_string();
+        let owned_by_a = json!({"metadata": {"name": "b", "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "a", "uid": a_uid}]}});
+        let b = write(
+            &mut s,
+            cm,
+            "default",
+            "",
+            Change::Create(owned_by_a),
+            ctx("m"),
+        )
+        .unwrap();
+        let b_uid = meta_str(&b.object, "uid").to_string();
+        // a is owned by b and by itself.
+        let cycle = json!({"metadata": {"ownerReferences": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "b", "uid": b_uid},
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "a", "uid": a_uid}]}});
+        write(
+            &mut s,
+            cm,
+            "default",
+            "a",
+            Change::Patch(PatchType::Merge, cycle),
+            ctx("m"),
+        )
+        .unwrap();
+        let opts = DeleteOpts {
+            propagation: Some("Foreground".into()),
+            ..Default::default()
+        };
+        delete(&mut s, cm, "default", "a", &opts).unwrap();
+        assert!(s.get(cm, "default", "a").is_none() && s.get(cm, "default", "b").is_none());
     }
 }

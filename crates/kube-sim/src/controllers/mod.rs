@@ -62,7 +62,14 @@ pub async fn run(shared: Arc<Shared>, mut cfg: ControllerConfig) {
         let (wrote, wake) = {
             let mut s = shared.lock();
             let before = s.rv();
-            let wake = reconcile_all(&mut s, &cfg);
+            // A controller tripping over an odd object must not stop the others for good.
+            let pass = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                reconcile_all(&mut s, &cfg)
+            }));
+            let wake = pass.unwrap_or_else(|_| {
+                tracing::error!("a controller pass panicked; retrying after the next change");
+                Wake::default()
+            });
             (s.rv() != before, wake)
         };
         // The pass's own writes are queued too; the follow-up pass covers them.
