@@ -72,6 +72,11 @@ pub enum ImageCommand {
     /// Build each component's image with the event's tags and labels; with --push, push it
     /// and print the pushed digest (output `digests`: component -> repository@digest).
     Build(crate::registry::build::BuildArgs),
+    /// Delete image versions the pipeline's `retention:` no longer keeps. Keeps environment
+    /// tags, `latest`, other non-commit tags, the newest N commit tags per component, every
+    /// deployed digest, attestations and children of kept indexes; fails closed. With
+    /// --dry-run lists every version with keep/delete and why.
+    Prune(crate::registry::prune_command::PruneArgs),
 }
 
 /// Where the event comes from. Inside GitHub Actions the runner's variables fill these in.

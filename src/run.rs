@@ -20,6 +20,7 @@ pub fn run(cli: &Cli, runner: &Runner) -> Result<()> {
         Command::Image(ImageCommand::Tags(args)) => image_tags(cli, args),
         Command::Image(ImageCommand::Retag(args)) => image_retag(args, runner),
         Command::Image(ImageCommand::Build(args)) => image_build(cli, args, runner),
+        Command::Image(ImageCommand::Prune(args)) => image_prune(cli, args, runner),
         Command::Promote(args) => promote(cli, args, runner),
     }
 }
@@ -197,5 +198,62 @@ fn promote(cli: &Cli, args: &crate::registry::promote::PromoteArgs, runner: &Run
     let outcome = runtime.block_on(crate::registry::promote::run_promote(&plan, args, dry_run))?;
     print!("{outcome}");
     runner.set_outputs(&[("digests", serde_json::to_string(&outcome.digests())?)])?;
+    Ok(())
+}
+
+fn image_prune(
+    cli: &Cli,
+    args: &crate::registry::prune_command::PruneArgs,
+    runner: &Runner,
+) -> Result<()> {
+    use crate::registry::prune_command::{GivenDigests, PruneInputs, run_prune};
+    let path = pipeline_path(cli);
+    let pipeline = config::load(&path, &Checkout::new(&cli.workspace))?;
+    let file = match &args.keep_digests_file {
+        Some(file) => Some((file.display().to_string(), read_payload(file)?)),
+        None => None,
+    };
+    let deployed = GivenDigests::parse(
+        &args.keep_digests,
+        file.as_ref()
+            .map(|(name, text)| (name.as_str(), text.as_str())),
+    )?;
+    let github_token = std::env::var("GITHUB_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .map(crate::registry::Secret::new);
+    if let Some(token) = &github_token {
+        runner.mask(token.expose());
+    }
+    let dry_run = cli.dry_run().unwrap_or(runner.in_act);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let inputs = PruneInputs {
+        args,
+        deployed: &deployed,
+        github_token,
+        dry_run,
+        now: jiff::Timestamp::now(),
+    };
+    let results = runtime.block_on(run_prune(&pipeline, inputs))?;
+    let mut deleted = Vec::new();
+    for repository in &results {
+        println!("{}:", repository.repository);
+        for verdict in &repository.verdicts {
+            let verdict = verdict.to_string();
+            match verdict.strip_prefix("delete ") {
+                Some(rest) if dry_run => println!("  would delete {rest}"),
+                _ => println!("  {verdict}"),
+            }
+        }
+        deleted.extend(
+            repository
+                .deleted
+                .iter()
+                .map(|d| format!("{}@{d}", repository.repository)),
+        );
+    }
+    runner.set_outputs(&[("deleted", serde_json::to_string(&deleted)?)])?;
     Ok(())
 }
