@@ -2,8 +2,8 @@
 //! real distribution registry, promotion through the binary, and pruning against the
 //! registry (OCI DELETE) and a fake GitHub Packages API validated by prism.
 
-// mod packages_fake;
-// mod prune;
+mod packages_fake;
+mod prune;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
