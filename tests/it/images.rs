@@ -235,6 +235,23 @@ async fn promotion_is_all_or_none_and_outputs_the_digests() {
     let run = build(dir.path(), &config, SHA2, &["--push", "--component", "web"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
 
+    // A dry run resolves and prints, and writes nothing.
+    let log_before = server.access_log().len();
+    let run = promote(dir.path(), &config, SHA, &["--dry-run"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("would move (new tag) to"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        server
+            .access_log()
+            .split_off(log_before)
+            .iter()
+            .all(|l| l.method == "GET" || l.method == "HEAD")
+    );
+
     let run = promote(dir.path(), &config, SHA, &[]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     assert_eq!(digests_output(dir.path()), built);
@@ -312,4 +329,83 @@ fn promote_validates_inputs_before_touching_the_registry() {
     );
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("`qa`"), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_promotion_write_puts_back_the_tags_already_moved() {
+    use jisu_deploy::registry::promote::{PromoteError, Resolved, write_all};
+    let server = RegistryServer::start();
+    let c = client(&server);
+    let repo = |name: &str| Reference::parse(&format!("{}/jisu/{name}:x", server.host())).unwrap();
+    let old_api = prune::push_dated(
+        &c,
+        &repo("api"),
+        Some("production"),
+        "2026-01-01T00:00:00Z",
+        "amd64",
+    )
+    .await;
+    let new_api = prune::push_dated(
+        &c,
+        &repo("api"),
+        Some(&format!("sha-{SHA}")),
+        "2026-01-02T00:00:00Z",
+        "amd64",
+    )
+    .await;
+    let new_db = prune::push_dated(
+        &c,
+        &repo("db"),
+        Some(&format!("sha-{SHA}")),
+        "2026-01-02T00:00:00Z",
+        "amd64",
+    )
+    .await;
+    let old_web = prune::push_dated(
+        &c,
+        &repo("web"),
+        Some("production"),
+        "2026-01-01T00:00:00Z",
+        "amd64",
+    )
+    .await;
+    let target = |name: &str| repo(name).with_tag("production").unwrap();
+    let resolved = |name: &str, digest: Digest, previous: Option<Digest>| Resolved {
+        component: name.into(),
+        source: repo(name).with_tag(&format!("sha-{SHA}")).unwrap(),
+        target: target(name),
+        digest,
+        previous,
+    };
+    // `web`'s source digest vanished between resolving and writing: its write fails.
+    let images = vec![
+        resolved("api", new_api.clone(), Some(old_api.clone())),
+        resolved("db", new_db.clone(), None),
+        resolved("web", Digest::of(b"gone"), Some(old_web.clone())),
+    ];
+    let err = write_all(&c, &images).await.unwrap_err();
+    let PromoteError::Partial {
+        failed,
+        restored,
+        left_moved,
+        ..
+    } = &err
+    else {
+        panic!("{err}");
+    };
+    assert_eq!(failed, &target("web").to_string());
+    assert_eq!(restored.len(), 1, "{err}");
+    assert!(restored[0].contains("jisu/api:production"), "{err}");
+    // A tag that did not exist before cannot be removed by the registry API: reported.
+    assert_eq!(left_moved.len(), 1, "{err}");
+    assert!(err.to_string().contains("STILL MOVED"), "{err}");
+    assert_eq!(
+        c.head_manifest(&target("api")).await.unwrap(),
+        Some(old_api)
+    );
+    assert_eq!(
+        c.head_manifest(&target("web")).await.unwrap(),
+        Some(old_web)
+    );
+    assert_eq!(c.head_manifest(&target("db")).await.unwrap(), Some(new_db));
 }

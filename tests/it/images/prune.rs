@@ -47,7 +47,7 @@ async fn push_manifest(
 
 /// A one-layer image whose config says it was created `created`; tagged `tag`, or pushed
 /// by digest when `tag` is `None`.
-async fn push_dated(
+pub(super) async fn push_dated(
     c: &RegistryClient,
     repo: &Reference,
     tag: Option<&str>,
@@ -444,6 +444,28 @@ async fn github_packages_prune_through_prism_validated_requests() {
         requests
             .iter()
             .all(|r| r.contains("/orgs/jisu/packages/container/")),
+        "{requests:#?}"
+    );
+
+    // A user-owned package: the /users/{username}/... paths, validated the same way.
+    let mut user_args = args(true);
+    user_args.extend(["--owner-kind", "user"]);
+    let before = fake.requests().await.len();
+    let run = tokio::task::block_in_place(|| prune(dir.path(), &config, &user_args, &env));
+    assert_eq!(
+        run.code,
+        0,
+        "{}\n{}\nprism:\n{}",
+        run.stdout,
+        run.stderr,
+        prism.log()
+    );
+    let requests = fake.requests().await.split_off(before);
+    assert!(
+        !requests.is_empty()
+            && requests
+                .iter()
+                .all(|r| r.starts_with("GET /users/jisu/packages/container/")),
         "{requests:#?}"
     );
 
