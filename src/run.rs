@@ -210,7 +210,17 @@ fn image_prune(
     let path = pipeline_path(cli);
     let pipeline = config::load(&path, &Checkout::new(&cli.workspace))?;
     let file = match &args.keep_digests_file {
-        Some(file) => Some((file.display().to_string(), read_payload(file)?)),
+        Some(file) => {
+            let name = file.display().to_string();
+            let text = std::fs::read_to_string(file).map_err(|err| {
+                InputError::new(
+                    &name,
+                    None,
+                    format!("cannot read the deployed digests: {err}"),
+                )
+            })?;
+            Some((name, text))
+        }
         None => None,
     };
     let deployed = GivenDigests::parse(

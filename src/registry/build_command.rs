@@ -131,11 +131,9 @@ pub async fn run_build(
         (None, super::command::CredentialSource::Anonymous)
     };
     info!(%registry, credentials = ?source, "resolved registry credentials");
-    let builder = if dry_run && args.builder == Builder::Auto {
-        Builder::Buildah
-    } else {
-        resolve_builder(args.builder)?
-    };
+    // Probing (`docker info`, `buildah --version`) changes nothing, so a dry run shows the
+    // command lines the real run would use.
+    let builder = resolve_builder(args.builder)?;
     let private = tempfile::Builder::new()
         .prefix("jisu-build-")
         .tempdir()

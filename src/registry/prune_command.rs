@@ -272,12 +272,13 @@ pub async fn run_prune<D: DeployedDigests>(
     let mut plans = Vec::new();
     for (i, (reference, mut rules)) in parsed.into_iter().enumerate() {
         rules.deployed = deployed.clone();
-        client
-            .request_scopes([super::auth::repository_scope(
-                reference.repository(),
-                !inputs.dry_run,
-            )])
-            .await;
+        // A token service grants manifest deletes only for the `delete` action.
+        let scope = if inputs.dry_run || packages.is_some() {
+            super::auth::repository_scope(reference.repository(), false)
+        } else {
+            format!("repository:{}:pull,delete", reference.repository())
+        };
+        client.request_scopes([scope]).await;
         let (listing, facts) = match &packages {
             Some(clients) => {
                 let (packages_client, package) = &clients[i];
@@ -293,8 +294,16 @@ pub async fn run_prune<D: DeployedDigests>(
             }
             None => list_by_tags(&client, &reference).await?,
         };
-        let verdicts = decide(&listing, &facts, &rules)
+        let mut verdicts = decide(&listing, &facts, &rules)
             .with_context(|| format!("pruning {}", reference.name()))?;
+        // Indexes go before their children, so no moment leaves an index whose child is
+        // already gone.
+        verdicts.sort_by_key(|v| {
+            !matches!(
+                facts.get(&v.version.digest),
+                Some(ManifestFacts::Index { .. })
+            )
+        });
         plans.push((reference, verdicts));
     }
 

@@ -285,6 +285,15 @@ fn bad_deployed_digest_is_bad_input() {
     let run = prune(dir.path(), &config, &["--keep-digest", "sha256:nope"], &[]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("--keep-digest"), "{}", run.stderr);
+    let missing = dir.path().join("deployed.txt");
+    let run = prune(
+        dir.path(),
+        &config,
+        &["--keep-digests-file", missing.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("deployed digests"), "{}", run.stderr);
     let run = prune(dir.path(), &config, &["--backend", "github-packages"], &[]);
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("GITHUB_TOKEN"), "{}", run.stderr);
