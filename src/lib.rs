@@ -13,3 +13,4 @@ pub mod plan;
 pub mod registry;
 pub mod report;
 pub mod run;
+pub mod tls;

@@ -46,6 +46,7 @@ impl std::fmt::Debug for PackagesClient {
 impl PackagesClient {
     /// A client for the API at `api_base` (`https://api.github.com`, or a test server).
     pub fn new(api_base: &str, token: &Secret, owner: PackageOwner) -> anyhow::Result<Self> {
+        crate::tls::ensure_provider();
         let crab = Octocrab::builder()
             .base_uri(api_base)
             .with_context(|| format!("GitHub API URL {api_base}"))?
