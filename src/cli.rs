@@ -55,6 +55,9 @@ pub enum Command {
     /// Image operations.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Move an environment's tag onto the images built for a commit, all or none, and print
+    /// the digests `deploy` pins (what `workflow_dispatch` promotion calls).
+    Promote(crate::registry::promote::PromoteArgs),
 }
 
 /// `image` subcommands.
@@ -66,6 +69,14 @@ pub enum ImageCommand {
     /// write of the identical bytes (blobs mounted across repositories, never re-uploaded).
     /// Running it again changes nothing. Prints the digest; in Actions also the output `digest`.
     Retag(crate::registry::RetagArgs),
+    /// Build each component's image with the event's tags and labels; with --push, push it
+    /// and print the pushed digest (output `digests`: component -> repository@digest).
+    Build(crate::registry::build::BuildArgs),
+    /// Delete image versions the pipeline's `retention:` no longer keeps. Keeps environment
+    /// tags, `latest`, other non-commit tags, the newest N commit tags per component, every
+    /// deployed digest, attestations and children of kept indexes; fails closed. With
+    /// --dry-run lists every version with keep/delete and why.
+    Prune(crate::registry::prune_command::PruneArgs),
 }
 
 /// Where the event comes from. Inside GitHub Actions the runner's variables fill these in.
@@ -90,7 +101,7 @@ pub struct EventArgs {
     pub sha: Option<String>,
 
     /// A workflow_dispatch input, e.g. --input operation=promote --input environment=production
-    /// --input sha=<sha>. Repeatable; wins over the payload's inputs.
+    /// --input sha=SHA. Repeatable; wins over the payload's inputs.
     #[arg(long = "input", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub inputs: Vec<(String, String)>,
 }

@@ -19,6 +19,9 @@ pub fn run(cli: &Cli, runner: &Runner) -> Result<()> {
         Command::Plan(args) => plan(cli, args, runner),
         Command::Image(ImageCommand::Tags(args)) => image_tags(cli, args),
         Command::Image(ImageCommand::Retag(args)) => image_retag(args, runner),
+        Command::Image(ImageCommand::Build(args)) => image_build(cli, args, runner),
+        Command::Image(ImageCommand::Prune(args)) => image_prune(cli, args, runner),
+        Command::Promote(args) => promote(cli, args, runner),
     }
 }
 
@@ -140,5 +143,137 @@ fn image_tags(cli: &Cli, args: &TagsArgs) -> Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+fn image_build(cli: &Cli, args: &crate::registry::build::BuildArgs, runner: &Runner) -> Result<()> {
+    use crate::registry::build_command::{build_specs, digests_output, run_build};
+    let (pipeline, context, source) = load_inputs(cli, &args.event)?;
+    let dry_run = cli.dry_run().unwrap_or(runner.in_act);
+    let plan = plan::build(&pipeline, &context, dry_run, &source)?;
+    let created = jiff::Timestamp::now()
+        .round(jiff::Unit::Second)?
+        .to_string();
+    let specs = build_specs(&plan, &args.components, args.push, &created)?;
+    if specs.is_empty() {
+        println!("this event builds no images");
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let built = runtime.block_on(run_build(&specs, &cli.workspace, args, dry_run))?;
+    for image in &built {
+        match image.pinned() {
+            Some(pinned) => println!("{}: {pinned}", image.component),
+            None => println!(
+                "{}: built {} (not pushed)",
+                image.component, image.reference
+            ),
+        }
+    }
+    let digests = digests_output(&built);
+    runner.set_outputs(&[("digests", serde_json::to_string(&digests)?)])?;
+    Ok(())
+}
+
+fn promote(cli: &Cli, args: &crate::registry::promote::PromoteArgs, runner: &Runner) -> Result<()> {
+    let path = pipeline_path(cli);
+    let pipeline = config::load(&path, &Checkout::new(&cli.workspace))?;
+    let sources = ContextSources {
+        event_name: Some("workflow_dispatch".to_owned()),
+        event_path: None,
+        event_payload: None,
+        git_ref: Some(format!("refs/heads/{}", pipeline.default_branch)),
+        sha_flag: None,
+        sha_env: None,
+        inputs: [
+            ("operation", "promote"),
+            ("environment", args.environment.as_str()),
+            ("sha", args.sha.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
+        repository: std::env::var("GITHUB_REPOSITORY")
+            .ok()
+            .filter(|v| !v.is_empty()),
+    };
+    let context = RunContext::resolve(&sources)?;
+    let dry_run = cli.dry_run().unwrap_or(runner.in_act);
+    let plan = plan::build(&pipeline, &context, dry_run, &path.display().to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let outcome = runtime.block_on(crate::registry::promote::run_promote(&plan, args, dry_run))?;
+    print!("{outcome}");
+    runner.set_outputs(&[("digests", serde_json::to_string(&outcome.digests())?)])?;
+    Ok(())
+}
+
+fn image_prune(
+    cli: &Cli,
+    args: &crate::registry::prune_command::PruneArgs,
+    runner: &Runner,
+) -> Result<()> {
+    use crate::registry::prune_command::{GivenDigests, PruneInputs, run_prune};
+    let path = pipeline_path(cli);
+    let pipeline = config::load(&path, &Checkout::new(&cli.workspace))?;
+    let file = match &args.keep_digests_file {
+        Some(file) => {
+            let name = file.display().to_string();
+            let text = std::fs::read_to_string(file).map_err(|err| {
+                InputError::new(
+                    &name,
+                    None,
+                    format!("cannot read the deployed digests: {err}"),
+                )
+            })?;
+            Some((name, text))
+        }
+        None => None,
+    };
+    let deployed = GivenDigests::parse(
+        &args.keep_digests,
+        file.as_ref()
+            .map(|(name, text)| (name.as_str(), text.as_str())),
+    )?;
+    let github_token = std::env::var("GITHUB_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .map(crate::registry::Secret::new);
+    if let Some(token) = &github_token {
+        runner.mask(token.expose());
+    }
+    let dry_run = cli.dry_run().unwrap_or(runner.in_act);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let inputs = PruneInputs {
+        args,
+        deployed: &deployed,
+        github_token,
+        dry_run,
+        now: jiff::Timestamp::now(),
+    };
+    let results = runtime.block_on(run_prune(&pipeline, inputs))?;
+    let mut deleted = Vec::new();
+    for repository in &results {
+        println!("{}:", repository.repository);
+        for verdict in &repository.verdicts {
+            let verdict = verdict.to_string();
+            match verdict.strip_prefix("delete ") {
+                Some(rest) if dry_run => println!("  would delete {rest}"),
+                _ => println!("  {verdict}"),
+            }
+        }
+        deleted.extend(
+            repository
+                .deleted
+                .iter()
+                .map(|d| format!("{}@{d}", repository.repository)),
+        );
+    }
+    runner.set_outputs(&[("deleted", serde_json::to_string(&deleted)?)])?;
     Ok(())
 }

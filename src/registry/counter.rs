@@ -23,11 +23,15 @@ pub enum RequestKind {
     BlobGet,
     /// Upload session requests: start (POST), chunk (PATCH), finish (PUT), cancel (DELETE).
     BlobUpload,
+    /// `GET /v2/<name>/tags/list` (one per page).
+    TagList,
+    /// `DELETE /v2/<name>/manifests/<digest>`.
+    ManifestDelete,
 }
 
 impl RequestKind {
     /// Every kind, in display order.
-    pub const ALL: [RequestKind; 8] = [
+    pub const ALL: [RequestKind; 10] = [
         RequestKind::Token,
         RequestKind::ManifestGet,
         RequestKind::ManifestHead,
@@ -36,6 +40,8 @@ impl RequestKind {
         RequestKind::BlobMount,
         RequestKind::BlobGet,
         RequestKind::BlobUpload,
+        RequestKind::TagList,
+        RequestKind::ManifestDelete,
     ];
 
     fn index(self) -> usize {
@@ -56,13 +62,15 @@ impl RequestKind {
             RequestKind::BlobMount => "blob-mount",
             RequestKind::BlobGet => "blob-get",
             RequestKind::BlobUpload => "blob-upload",
+            RequestKind::TagList => "tag-list",
+            RequestKind::ManifestDelete => "manifest-delete",
         }
     }
 }
 
 /// Shared, thread-safe request counter; clones count into the same totals.
 #[derive(Debug, Clone, Default)]
-pub struct RequestCounter(Arc<[AtomicU64; 8]>);
+pub struct RequestCounter(Arc<[AtomicU64; 10]>);
 
 impl RequestCounter {
     /// Records one request of `kind`.
@@ -72,7 +80,7 @@ impl RequestCounter {
 
     /// The counts so far.
     pub fn snapshot(&self) -> RequestCounts {
-        let mut counts = [0; 8];
+        let mut counts = [0; 10];
         for (slot, atomic) in counts.iter_mut().zip(self.0.iter()) {
             *slot = atomic.load(Ordering::Relaxed);
         }
@@ -82,7 +90,7 @@ impl RequestCounter {
 
 /// A snapshot of request counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct RequestCounts([u64; 8]);
+pub struct RequestCounts([u64; 10]);
 
 impl RequestCounts {
     /// Requests of one kind.
@@ -118,7 +126,7 @@ impl RequestCounts {
 
     /// Counts made since `earlier` (for measuring one operation on a long-lived client).
     pub fn since(&self, earlier: &RequestCounts) -> RequestCounts {
-        let mut out = [0; 8];
+        let mut out = [0; 10];
         for (i, slot) in out.iter_mut().enumerate() {
             *slot = self.0[i].saturating_sub(earlier.0[i]);
         }

@@ -1,0 +1,759 @@
+//! Retention: which image versions a repository keeps and which it deletes, and why. Pure:
+//! the listing and the manifests' facts are read elsewhere and passed in.
+//!
+//! Kept: environment tags and `latest`, every tag that is not a commit tag, the newest N
+//! commit tags per component, every digest deployed somewhere, attestations, every child
+//! of a kept index, and untagged versions younger than the limit. Anything the rules cannot
+//! see clearly (an unreadable manifest, an index child missing from a full listing, an
+//! unknown creation time) refuses the whole prune or keeps the version: fail closed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use super::digest::Digest;
+
+/// How a version is deleted.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum VersionId {
+    /// A GitHub Packages version id (`DELETE .../versions/{id}`).
+    Package(u64),
+    /// A manifest deleted by digest through the registry API.
+    Manifest,
+}
+
+/// One version of an image: a manifest digest and the tags pointing at it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    /// How it is deleted.
+    pub id: VersionId,
+    /// The manifest digest.
+    pub digest: Digest,
+    /// Tags naming it.
+    pub tags: Vec<String>,
+    /// When it was created; unknown keeps it.
+    pub created: Option<Timestamp>,
+}
+
+/// A repository's versions, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    /// Every version found.
+    pub versions: Vec<Version>,
+    /// True when untagged versions are listed too (GitHub Packages); then every child of a
+    /// kept index must be in the listing. A registry's tag list shows only tagged ones.
+    pub includes_untagged: bool,
+}
+
+/// What a manifest says about retention.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManifestFacts {
+    /// A single-platform image or artifact manifest.
+    Image {
+        /// True for attestations and signatures (a `subject`, an in-toto layer, ...).
+        attestation: bool,
+    },
+    /// An index (multi-platform image list).
+    Index {
+        /// True when the index itself is an attestation (has a `subject`).
+        attestation: bool,
+        /// Its children.
+        children: Vec<Child>,
+    },
+    /// A media type the rules do not know; refuses the prune.
+    Unknown {
+        /// The media type seen.
+        media_type: String,
+    },
+}
+
+/// One entry of an index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Child {
+    /// The child's digest.
+    pub digest: Digest,
+    /// True when the index marks it as an attestation manifest.
+    pub attestation: bool,
+}
+
+/// How commit tags look for one component in this repository: `prefix` + hex sha.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitTagRule {
+    /// The component.
+    pub component: String,
+    /// `backend-` or `sha-`.
+    pub prefix: String,
+    /// 40 or 7.
+    pub sha_len: usize,
+}
+
+impl CommitTagRule {
+    fn matches(&self, tag: &str) -> bool {
+        tag.strip_prefix(&self.prefix).is_some_and(|rest| {
+            rest.len() == self.sha_len && rest.bytes().all(|b| b.is_ascii_hexdigit())
+        })
+    }
+}
+
+/// The retention policy for one repository, at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rules {
+    /// Commit tag shapes of the components stored here.
+    pub commit_tags: Vec<CommitTagRule>,
+    /// Tags always kept: environment tags and `latest`.
+    pub protected_tags: BTreeSet<String>,
+    /// Commit tags kept per component, newest first.
+    pub keep_commit_tags: u32,
+    /// Untagged versions older than this go.
+    pub delete_untagged_after: Duration,
+    /// Now, for ages.
+    pub now: Timestamp,
+    /// Digests deployed in some environment.
+    pub deployed: BTreeSet<Digest>,
+}
+
+/// Why a prune refuses to delete anything.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// A listed version's manifest could not be read.
+    #[error("the manifest of {digest} was not read; nothing is deleted")]
+    MissingFacts {
+        /// The digest.
+        digest: Digest,
+    },
+    /// A manifest of a type the rules do not understand.
+    #[error(
+        "{digest} has media type {media_type}, which prune does not understand; nothing is deleted"
+    )]
+    UnknownManifest {
+        /// The digest.
+        digest: Digest,
+        /// Its media type.
+        media_type: String,
+    },
+    /// A kept index names a child the full listing does not have.
+    #[error(
+        "kept index {index} has child {child}, which is not in the listing; nothing is deleted"
+    )]
+    UnknownChild {
+        /// The index.
+        index: Digest,
+        /// The child.
+        child: Digest,
+    },
+}
+
+/// The decision for one version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    /// The version.
+    pub version: Version,
+    /// Whether it is deleted.
+    pub delete: bool,
+    /// Why, in words.
+    pub reason: String,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verb = if self.delete { "delete" } else { "keep" };
+        let tags = if self.version.tags.is_empty() {
+            "untagged".to_owned()
+        } else {
+            self.version.tags.join(", ")
+        };
+        write!(
+            f,
+            "{verb} {} ({tags}): {}",
+            self.version.digest, self.reason
+        )
+    }
+}
+
+/// Signature and attestation tags of the cosign convention: `sha256-<hex>.sig|.att|.sbom`.
+fn is_cosign_tag(tag: &str) -> bool {
+    tag.strip_prefix("sha256-").is_some_and(|rest| {
+        [".sig", ".att", ".sbom"]
+            .iter()
+            .any(|suffix| rest.strip_suffix(suffix).is_some_and(|hex| hex.len() == 64))
+    })
+}
+
+/// A duration in whole days, hours or seconds (rounded down), for reasons people read.
+fn human(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    match (secs / 86_400, secs / 3600) {
+        (0, 0) => format!("{secs}s"),
+        (0, hours) => format!("{hours}h"),
+        (days, _) => format!("{days}d"),
+    }
+}
+
+/// Decides every version of `listing`. `facts` must hold every listed digest's manifest.
+pub fn decide(
+    listing: &Listing,
+    facts: &BTreeMap<Digest, ManifestFacts>,
+    rules: &Rules,
+) -> Result<Vec<Verdict>, Refusal> {
+    for version in &listing.versions {
+        match facts.get(&version.digest) {
+            None => {
+                return Err(Refusal::MissingFacts {
+                    digest: version.digest.clone(),
+                });
+            }
+            Some(ManifestFacts::Unknown { media_type }) => {
+                return Err(Refusal::UnknownManifest {
+                    digest: version.digest.clone(),
+                    media_type: media_type.clone(),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    let newest = newest_commit_tags(listing, rules);
+    let mut keep: Vec<Option<String>> = listing
+        .versions
+        .iter()
+        .map(|v| first_keep_reason(v, &facts[&v.digest], rules, &newest))
+        .collect();
+
+    // Children of kept indexes are kept, transitively (an index may hold indexes).
+    let position: BTreeMap<&Digest, usize> = listing
+        .versions
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (&v.digest, i))
+        .collect();
+    let mut queue: Vec<usize> = (0..listing.versions.len())
+        .filter(|i| keep[*i].is_some())
+        .collect();
+    while let Some(i) = queue.pop() {
+        let index = &listing.versions[i].digest;
+        let Some(ManifestFacts::Index { children, .. }) = facts.get(index) else {
+            continue;
+        };
+        for child in children {
+            match position.get(&child.digest) {
+                Some(&j) if keep[j].is_none() => {
+                    let what = if child.attestation {
+                        "attestation"
+                    } else {
+                        "child"
+                    };
+                    keep[j] = Some(format!("{what} of kept index {index}"));
+                    queue.push(j);
+                }
+                Some(_) => {}
+                None if listing.includes_untagged => {
+                    return Err(Refusal::UnknownChild {
+                        index: index.clone(),
+                        child: child.digest.clone(),
+                    });
+                }
+                None => {}
+            }
+        }
+    }
+
+    Ok(listing
+        .versions
+        .iter()
+        .zip(keep)
+        .map(|(version, keep)| {
+            let (delete, reason) = match keep {
+                Some(reason) => (false, reason),
+                None => (true, delete_reason(version, rules)),
+            };
+            Verdict {
+                version: version.clone(),
+                delete,
+                reason,
+            }
+        })
+        .collect())
+}
+
+/// Per component, the commit tags among the newest `keep_commit_tags` versions carrying
+/// one; `None` for a component whose versions cannot be ordered (a creation time unknown).
+fn newest_commit_tags(
+    listing: &Listing,
+    rules: &Rules,
+) -> BTreeMap<String, Option<BTreeSet<String>>> {
+    let mut result = BTreeMap::new();
+    for rule in &rules.commit_tags {
+        let mut carrying: Vec<&Version> = listing
+            .versions
+            .iter()
+            .filter(|v| v.tags.iter().any(|t| rule.matches(t)))
+            .collect();
+        if carrying.iter().any(|v| v.created.is_none()) {
+            result.insert(rule.component.clone(), None);
+            continue;
+        }
+        // Newest first; the tag breaks ties so the order never depends on listing order.
+        carrying.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.tags.cmp(&b.tags)));
+        let kept: BTreeSet<String> = carrying
+            .iter()
+            .take(rules.keep_commit_tags as usize)
+            .flat_map(|v| v.tags.iter().filter(|t| rule.matches(t)).cloned())
+            .collect();
+        result.insert(rule.component.clone(), Some(kept));
+    }
+    result
+}
+
+fn first_keep_reason(
+    version: &Version,
+    facts: &ManifestFacts,
+    rules: &Rules,
+    newest: &BTreeMap<String, Option<BTreeSet<String>>>,
+) -> Option<String> {
+    if rules.deployed.contains(&version.digest) {
+        return Some("deployed in an environment".to_owned());
+    }
+    if let Some(tag) = version
+        .tags
+        .iter()
+        .find(|t| rules.protected_tags.contains(*t))
+    {
+        return Some(format!("tag `{tag}` is always kept"));
+    }
+    let attestation = matches!(
+        facts,
+        ManifestFacts::Image { attestation: true }
+            | ManifestFacts::Index {
+                attestation: true,
+                ..
+            }
+    );
+    if attestation || version.tags.iter().any(|t| is_cosign_tag(t)) {
+        return Some("attestations are never deleted".to_owned());
+    }
+    for tag in &version.tags {
+        let rule = rules.commit_tags.iter().find(|r| r.matches(tag));
+        match rule {
+            None => return Some(format!("tag `{tag}` is not a commit tag")),
+            Some(rule) => match &newest[&rule.component] {
+                None => {
+                    return Some(format!(
+                        "a `{}` commit tag has no creation time, so they cannot be ordered",
+                        rule.component
+                    ));
+                }
+                Some(kept) if kept.contains(tag) => {
+                    return Some(format!(
+                        "`{tag}` is among the newest {} `{}` commit tags",
+                        rules.keep_commit_tags, rule.component
+                    ));
+                }
+                Some(_) => {}
+            },
+        }
+    }
+    if version.tags.is_empty() {
+        let limit = rules.delete_untagged_after;
+        return match version.created {
+            None => Some("untagged with no creation time".to_owned()),
+            Some(created) if age(rules.now, created) <= limit => {
+                Some(format!("untagged, younger than {}", human(limit)))
+            }
+            Some(_) => None,
+        };
+    }
+    None
+}
+
+fn age(now: Timestamp, created: Timestamp) -> Duration {
+    let seconds = now.as_second().saturating_sub(created.as_second());
+    Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
+}
+
+fn delete_reason(version: &Version, rules: &Rules) -> String {
+    if version.tags.is_empty() {
+        let age = version
+            .created
+            .map(|c| age(rules.now, c))
+            .unwrap_or_default();
+        format!(
+            "untagged for {} (limit {})",
+            human(age),
+            human(rules.delete_untagged_after)
+        )
+    } else {
+        format!(
+            "commit tag(s) older than the newest {} per component",
+            rules.keep_commit_tags
+        )
+    }
+}
+
+/// Reads what retention needs from a manifest: its kind, its children, and whether it is an
+/// attestation (a `subject`, an `artifactType`, or in-toto / cosign content).
+pub fn manifest_facts(content_type: Option<&str>, body: &[u8]) -> ManifestFacts {
+    use super::manifest::{ManifestKind, manifest_kind};
+    let kind = match manifest_kind(content_type, body) {
+        Ok(kind) => kind,
+        Err(err) => {
+            return ManifestFacts::Unknown {
+                media_type: err.to_string(),
+            };
+        }
+    };
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return ManifestFacts::Unknown {
+            media_type: "unparsable JSON".to_owned(),
+        };
+    };
+    let is_attestation_type = |t: &str| t.contains("in-toto") || t.contains("cosign");
+    let attestation = json.get("subject").is_some()
+        || json.get("artifactType").is_some()
+        || json["config"]["mediaType"]
+            .as_str()
+            .is_some_and(is_attestation_type)
+        || json["layers"].as_array().is_some_and(|layers| {
+            layers
+                .iter()
+                .any(|l| l["mediaType"].as_str().is_some_and(is_attestation_type))
+        });
+    match kind {
+        ManifestKind::Image => ManifestFacts::Image { attestation },
+        ManifestKind::Index => {
+            let mut children = Vec::new();
+            for entry in json["manifests"].as_array().into_iter().flatten() {
+                let Some(Ok(digest)) = entry["digest"].as_str().map(str::parse::<Digest>) else {
+                    return ManifestFacts::Unknown {
+                        media_type: "index entry without a sha256 digest".to_owned(),
+                    };
+                };
+                let attestation = entry["annotations"]["vnd.docker.reference.type"]
+                    == "attestation-manifest"
+                    || entry["artifactType"].as_str().is_some();
+                children.push(Child {
+                    digest,
+                    attestation,
+                });
+            }
+            ManifestFacts::Index {
+                attestation,
+                children,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: i64 = 86_400;
+
+    fn d(name: &str) -> Digest {
+        Digest::of(name.as_bytes())
+    }
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(1_800_000_000).unwrap()
+    }
+
+    fn v(id: u64, name: &str, tags: &[&str], days_old: Option<i64>) -> Version {
+        Version {
+            id: VersionId::Package(id),
+            digest: d(name),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            created: days_old.map(|n| Timestamp::from_second(now().as_second() - n * DAY).unwrap()),
+        }
+    }
+
+    fn sha(n: u8) -> String {
+        format!(
+            "backend-{}",
+            format!("{n:x}")
+                .repeat(40)
+                .chars()
+                .take(40)
+                .collect::<String>()
+        )
+    }
+
+    fn rules(deployed: &[&str]) -> Rules {
+        Rules {
+            commit_tags: vec![
+                CommitTagRule {
+                    component: "backend".into(),
+                    prefix: "backend-".into(),
+                    sha_len: 40,
+                },
+                CommitTagRule {
+                    component: "frontend".into(),
+                    prefix: "frontend-".into(),
+                    sha_len: 40,
+                },
+            ],
+            protected_tags: ["backend-production", "backend-latest", "latest"]
+                .map(String::from)
+                .into(),
+            keep_commit_tags: 2,
+            delete_untagged_after: Duration::from_secs(7 * DAY as u64),
+            now: now(),
+            deployed: deployed.iter().map(|n| d(n)).collect(),
+        }
+    }
+
+    fn image() -> ManifestFacts {
+        ManifestFacts::Image { attestation: false }
+    }
+
+    fn facts(listing: &Listing) -> BTreeMap<Digest, ManifestFacts> {
+        listing
+            .versions
+            .iter()
+            .map(|v| (v.digest.clone(), image()))
+            .collect()
+    }
+
+    fn deleted(verdicts: &[Verdict]) -> Vec<u64> {
+        verdicts
+            .iter()
+            .filter(|v| v.delete)
+            .map(|v| match v.version.id {
+                VersionId::Package(id) => id,
+                VersionId::Manifest => 0,
+            })
+            .collect()
+    }
+
+    fn listing(versions: Vec<Version>) -> Listing {
+        Listing {
+            versions,
+            includes_untagged: true,
+        }
+    }
+
+    #[test]
+    fn keeps_the_newest_commit_tags_protected_deployed_and_young_untagged() {
+        let sha1 = sha(1);
+        let sha2 = sha(2);
+        let sha3 = sha(3);
+        let sha4 = sha(4);
+        let sha5 = sha(5);
+        let l = listing(vec![
+            v(1, "a", &[&sha1], Some(50)),
+            v(2, "b", &[&sha2, "backend-production"], Some(40)),
+            v(3, "c", &[&sha3], Some(30)),
+            v(4, "d", &[&sha4], Some(20)),
+            v(5, "e", &[&sha5], Some(10)),
+            v(6, "f", &[], Some(8)),
+            v(7, "g", &[], Some(3)),
+            v(8, "h", &["v1.2.3"], Some(400)),
+            v(9, "i", &[], None),
+        ]);
+        let verdicts = decide(&l, &facts(&l), &rules(&["c"])).unwrap();
+        assert_eq!(deleted(&verdicts), vec![1, 6]);
+        let reason = |id: usize| verdicts[id - 1].reason.clone();
+        assert!(reason(2).contains("backend-production"), "{}", reason(2));
+        assert_eq!(reason(3), "deployed in an environment");
+        assert!(reason(5).contains("newest 2"), "{}", reason(5));
+        assert!(reason(6).starts_with("untagged for 8d"), "{}", reason(6));
+        assert!(reason(7).contains("younger"), "{}", reason(7));
+        assert!(reason(8).contains("not a commit tag"), "{}", reason(8));
+        assert!(reason(9).contains("no creation time"), "{}", reason(9));
+        assert!(verdicts[0].to_string().starts_with("delete sha256:"));
+    }
+
+    #[test]
+    fn components_are_counted_separately() {
+        let front = format!("frontend-{}", "f".repeat(40));
+        let l = listing(vec![
+            v(1, "a", &[&sha(1)], Some(5)),
+            v(2, "b", &[&sha(2)], Some(4)),
+            v(3, "c", &[&sha(3)], Some(3)),
+            v(4, "x", &[&front], Some(100)),
+        ]);
+        assert_eq!(
+            deleted(&decide(&l, &facts(&l), &rules(&[])).unwrap()),
+            vec![1]
+        );
+    }
+
+    #[test]
+    fn an_unknown_creation_time_keeps_every_commit_tag_of_that_component() {
+        let l = listing(vec![
+            v(1, "a", &[&sha(1)], Some(50)),
+            v(2, "b", &[&sha(2)], None),
+            v(3, "c", &[&sha(3)], Some(3)),
+            v(4, "d", &[&sha(4)], Some(1)),
+        ]);
+        assert!(deleted(&decide(&l, &facts(&l), &rules(&[])).unwrap()).is_empty());
+    }
+
+    #[test]
+    fn children_and_attestations_of_kept_indexes_stay() {
+        let l = listing(vec![
+            v(1, "index", &["latest"], Some(30)),
+            v(2, "amd64", &[], Some(30)),
+            v(3, "att", &[], Some(30)),
+            v(4, "old-index", &[], Some(30)),
+            v(5, "old-child", &[], Some(30)),
+            v(6, "referrer", &[], Some(30)),
+        ]);
+        let mut f = facts(&l);
+        f.insert(
+            d("index"),
+            ManifestFacts::Index {
+                attestation: false,
+                children: vec![
+                    Child {
+                        digest: d("amd64"),
+                        attestation: false,
+                    },
+                    Child {
+                        digest: d("att"),
+                        attestation: true,
+                    },
+                ],
+            },
+        );
+        f.insert(
+            d("old-index"),
+            ManifestFacts::Index {
+                attestation: false,
+                children: vec![Child {
+                    digest: d("old-child"),
+                    attestation: false,
+                }],
+            },
+        );
+        f.insert(d("referrer"), ManifestFacts::Image { attestation: true });
+        let verdicts = decide(&l, &f, &rules(&[])).unwrap();
+        assert_eq!(deleted(&verdicts), vec![4, 5]);
+        assert!(verdicts[1].reason.starts_with("child of kept index"));
+        assert!(verdicts[2].reason.starts_with("attestation of kept index"));
+        assert_eq!(verdicts[5].reason, "attestations are never deleted");
+    }
+
+    #[test]
+    fn nested_indexes_keep_their_grandchildren() {
+        let l = listing(vec![
+            v(1, "top", &["latest"], Some(30)),
+            v(2, "mid", &[], Some(30)),
+            v(3, "leaf", &[], Some(30)),
+        ]);
+        let mut f = facts(&l);
+        let index = |child: &str| ManifestFacts::Index {
+            attestation: false,
+            children: vec![Child {
+                digest: d(child),
+                attestation: false,
+            }],
+        };
+        f.insert(d("top"), index("mid"));
+        f.insert(d("mid"), index("leaf"));
+        assert!(deleted(&decide(&l, &f, &rules(&[])).unwrap()).is_empty());
+    }
+
+    #[test]
+    fn fails_closed() {
+        let l = listing(vec![
+            v(1, "index", &["latest"], Some(1)),
+            v(2, "old", &[], Some(30)),
+        ]);
+        let mut f = facts(&l);
+        f.insert(
+            d("index"),
+            ManifestFacts::Index {
+                attestation: false,
+                children: vec![Child {
+                    digest: d("elsewhere"),
+                    attestation: false,
+                }],
+            },
+        );
+        assert!(matches!(
+            decide(&l, &f, &rules(&[])),
+            Err(Refusal::UnknownChild { .. })
+        ));
+        // A tag-only listing (registry API) cannot show children: not a refusal there.
+        let tags_only = Listing {
+            includes_untagged: false,
+            ..l.clone()
+        };
+        assert!(decide(&tags_only, &f, &rules(&[])).is_ok());
+
+        let mut f = facts(&l);
+        f.insert(
+            d("old"),
+            ManifestFacts::Unknown {
+                media_type: "application/x-new".into(),
+            },
+        );
+        let err = decide(&l, &f, &rules(&[])).unwrap_err();
+        assert!(err.to_string().contains("application/x-new"), "{err}");
+        let mut f = facts(&l);
+        f.remove(&d("old"));
+        assert!(matches!(
+            decide(&l, &f, &rules(&[])),
+            Err(Refusal::MissingFacts { .. })
+        ));
+    }
+
+    #[test]
+    fn facts_from_manifests() {
+        let child = d("amd64");
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [
+                {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": child.to_string(), "size": 1},
+                {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": d("att").to_string(), "size": 1,
+                 "annotations": {"vnd.docker.reference.type": "attestation-manifest"}},
+            ],
+        });
+        let facts = manifest_facts(None, index.to_string().as_bytes());
+        assert_eq!(
+            facts,
+            ManifestFacts::Index {
+                attestation: false,
+                children: vec![
+                    Child {
+                        digest: child,
+                        attestation: false
+                    },
+                    Child {
+                        digest: d("att"),
+                        attestation: true
+                    },
+                ],
+            }
+        );
+        let referrer = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": d("c").to_string(), "size": 2},
+            "layers": [],
+            "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": d("x").to_string(), "size": 1},
+        });
+        assert_eq!(
+            manifest_facts(None, referrer.to_string().as_bytes()),
+            ManifestFacts::Image { attestation: true }
+        );
+        assert!(matches!(
+            manifest_facts(
+                Some("application/vnd.docker.distribution.manifest.v1+prettyjws"),
+                b"{}"
+            ),
+            ManifestFacts::Unknown { .. }
+        ));
+    }
+
+    #[test]
+    fn cosign_tags_are_attestations() {
+        let sig = format!("sha256-{}.sig", "a".repeat(64));
+        assert!(is_cosign_tag(&sig));
+        assert!(!is_cosign_tag("sha256-abc.sig"));
+        let l = listing(vec![v(1, "s", &[&sig], Some(500))]);
+        assert!(deleted(&decide(&l, &facts(&l), &rules(&[])).unwrap()).is_empty());
+    }
+}
