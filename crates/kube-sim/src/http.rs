@@ -501,6 +501,10 @@ fn delete_opts(body: &[u8], q: &Query, dry_run: bool) -> Result<DeleteOpts, ApiE
         precondition_rv: s(b.pointer("/preconditions/resourceVersion")),
         precondition_uid: s(b.pointer("/preconditions/uid")),
         dry_run: dry_run || body_dry,
+        grace_period: b
+            .get("gracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .or_else(|| q.get("gracePeriodSeconds").and_then(|g| g.parse().ok())),
     })
 }
 

@@ -346,7 +346,13 @@ pub fn write(
         .pointer("/metadata/finalizers")
         .and_then(Value::as_array)
         .is_none_or(Vec::is_empty);
-    if terminating && no_finalizers {
+    // A Pod still inside its grace period is left to the kubelet.
+    let grace_left = new
+        .pointer("/metadata/deletionGracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+        > 0;
+    if terminating && no_finalizers && !grace_left {
         let last = s.remove(res, ns, &name).expect("terminating objects exist");
         return Ok(Written {
             object: last,
@@ -450,7 +456,12 @@ pub struct DeleteOpts {
     pub precondition_uid: Option<String>,
     /// `dryRun=All`.
     pub dry_run: bool,
+    /// `gracePeriodSeconds` (Pods only; default: the Pod's `terminationGracePeriodSeconds`).
+    pub grace_period: Option<i64>,
 }
+
+/// Simulated time a terminating Pod's containers take to stop, capped by its grace period.
+pub const POD_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Deletes an object. Objects with finalizers are marked with `deletionTimestamp` and
 /// stay until their finalizers are removed. Dependents are handled by propagation:
@@ -490,6 +501,28 @@ pub fn delete(
         .pointer("/metadata/finalizers")
         .and_then(Value::as_array)
         .is_some_and(|f| !f.is_empty());
+    // Pods terminate gracefully: marked now, removed by the kubelet once their containers
+    // have stopped. A zero grace period (`--grace-period=0 --force`) removes them at once.
+    if res == *ids::POD {
+        let grace = opts
+            .grace_period
+            .or_else(|| {
+                cur.pointer("/spec/terminationGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+            })
+            .unwrap_or(30)
+            .max(0);
+        let marked_already = cur.pointer("/metadata/deletionTimestamp").is_some();
+        if grace > 0 || has_finalizers {
+            if marked_already {
+                return Ok(cur);
+            }
+            let mut marked = (*cur).clone();
+            marked["metadata"]["deletionTimestamp"] = Value::String(s.clock.now_rfc3339());
+            marked["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+            return Ok(s.put(res, marked));
+        }
+    }
     if has_finalizers {
         if cur.pointer("/metadata/deletionTimestamp").is_some() {
             return Ok(cur);

@@ -142,7 +142,15 @@ async fn rolling_update_stays_within_surge_and_unavailability() {
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let (mut max_pods, mut min_ready) = (0, usize::MAX);
     loop {
-        let list = pods.list(&ListParams::default()).await.unwrap().items;
+        // Terminating pods no longer count, as for the real controller.
+        let list: Vec<Pod> = pods
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect();
         let ready = list
             .iter()
             .filter(|p| {
@@ -727,4 +735,112 @@ async fn advancing_the_clock_and_rescripting_images_at_run_time() {
             })
     })
     .await;
+}
+
+#[tokio::test]
+async fn pods_terminate_gracefully_and_leave_endpoints_first() {
+    let (_sim, client, deploys) = setup(opts()).await;
+    apply(&deploys, &common::deployment("web", 2, "app:1")).await;
+    wait_complete(&deploys, "web").await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let victim = pods
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .remove(0)
+        .metadata
+        .name
+        .unwrap();
+    // A pod held by a finalizer shows its terminating phase for as long as it is held.
+    pods.patch(
+        &victim,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": ["jisu.dev/hold"]}})),
+    )
+    .await
+    .unwrap();
+    let deleted = pods
+        .delete(&victim, &DeleteParams::default())
+        .await
+        .unwrap();
+    let marked = deleted
+        .left()
+        .expect("a pod comes back from delete as an object");
+    assert!(marked.metadata.deletion_timestamp.is_some());
+    assert_eq!(marked.metadata.deletion_grace_period_seconds, Some(30));
+    // The ReplicaSet replaces it at once; the terminating pod no longer counts.
+    let all = eventually(
+        "a replacement next to the terminating pod",
+        WAIT,
+        || async {
+            let items = pods.list(&ListParams::default()).await.ok()?.items;
+            (items.len() == 3).then_some(items)
+        },
+    )
+    .await;
+    assert_eq!(
+        all.iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_some())
+            .count(),
+        1
+    );
+    // Endpoints drop it from the ready set; the slice says it is terminating.
+    let svcs: Api<Service> = Api::namespaced(client.clone(), "default");
+    let svc: Service = serde_json::from_value(json!({"metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}})).unwrap();
+    svcs.create(&PostParams::default(), &svc).await.unwrap();
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let on_victim = |e: &k8s_openapi::api::discovery::v1::Endpoint| {
+        e.target_ref.as_ref().and_then(|r| r.name.as_deref()) == Some(victim.as_str())
+    };
+    let slice = eventually("a slice with the terminating pod", WAIT, || async {
+        slices
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|s| s.endpoints.iter().any(on_victim))
+    })
+    .await;
+    let c = slice
+        .endpoints
+        .iter()
+        .find(|e| on_victim(e))
+        .unwrap()
+        .conditions
+        .clone()
+        .unwrap();
+    assert_eq!((c.ready, c.terminating), (Some(false), Some(true)));
+    let d = wait_complete(&deploys, "web").await;
+    assert_eq!(
+        d.status.unwrap().replicas,
+        Some(2),
+        "terminating pods are not counted"
+    );
+    pods.patch(
+        &victim,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    eventually("the terminated pod to go", WAIT, || async {
+        pods.get(&victim).await.err()
+    })
+    .await;
+    // Without finalizers a pod goes by itself once its containers stop; --grace-period=0 at once.
+    let next = pods
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .remove(0)
+        .metadata
+        .name
+        .unwrap();
+    pods.delete(&next, &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    assert!(pods.get(&next).await.is_err());
 }

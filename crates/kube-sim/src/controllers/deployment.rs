@@ -175,7 +175,11 @@ fn reconcile_one(s: &mut Inner, d: &Value, wake: &mut Wake) {
     let (new_spec, old_specs) = if paused {
         (new_view.spec, old_views.iter().map(|r| r.spec).collect())
     } else if strategy.and_then(|s| s.get("type")) == Some(&json!("Recreate")) {
-        let old_gone = old_views.iter().all(|r| r.pods == 0);
+        // Recreate waits until no old pod exists at all, terminating ones included.
+        let old_uids: Vec<&str> = owned.iter().map(|r| meta(r, "uid")).collect();
+        let old_gone = !s
+            .list(*ids::POD, Some(&ns))
+            .any(|p| old_uids.iter().any(|u| owned_by(p, u)));
         (if old_gone { desired } else { 0 }, vec![0; old_views.len()])
     } else {
         rollout::rolling_step(desired, surge, unavailable, &new_view, &old_views)

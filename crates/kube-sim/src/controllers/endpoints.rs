@@ -211,9 +211,12 @@ fn sync_slice(
         .iter()
         .map(|p| {
             let ready = is_ready(p);
+            // A terminating Pod is never ready, but may still serve while it drains.
+            let terminating = p.pointer("/metadata/deletionTimestamp").is_some();
+            let serving = super::replicaset::pod_ready_since(p).is_some();
             json!({
                 "addresses": [p.pointer("/status/podIP")],
-                "conditions": {"ready": ready, "serving": ready, "terminating": false},
+                "conditions": {"ready": ready, "serving": serving, "terminating": terminating},
                 "nodeName": p.pointer("/spec/nodeName"),
                 "targetRef": target_ref(p),
             })

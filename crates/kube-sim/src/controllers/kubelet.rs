@@ -9,6 +9,7 @@ use crate::behaviour::{ImageRules, container_view, next_change};
 use crate::clock::parse_rfc3339;
 use crate::resources::ids;
 use crate::store::Inner;
+use crate::writes::POD_SHUTDOWN;
 
 /// Field manager the kubelet writes Pod status with.
 pub const KUBELET: &str = "kubelet";
@@ -20,7 +21,11 @@ pub fn reconcile(s: &mut Inner, images: &ImageRules, wake: &mut Wake) {
     let now_s = s.clock.format(now);
     let clock = s.clock.clone();
     for pod in pods {
-        if pod.pointer("/metadata/deletionTimestamp").is_some() {
+        if let Some(ts) = pod
+            .pointer("/metadata/deletionTimestamp")
+            .and_then(Value::as_str)
+        {
+            finish_termination(s, &pod, parse_rfc3339(ts).unwrap_or(now), wake);
             continue;
         }
         let created = parse_rfc3339(meta(&pod, "creationTimestamp")).unwrap_or(now);
@@ -107,5 +112,37 @@ pub fn reconcile(s: &mut Inner, images: &ImageRules, wake: &mut Wake) {
             "containerStatuses": statuses,
         });
         put_status(s, *ids::POD, &pod, status, KUBELET);
+    }
+}
+
+// A terminating Pod's containers stop after `POD_SHUTDOWN` (or its grace period, if
+// shorter); then the Pod object goes, unless finalizers still hold it.
+fn finish_termination(s: &mut Inner, pod: &Value, since: i64, wake: &mut Wake) {
+    let grace = pod
+        .pointer("/metadata/deletionGracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+        .max(0);
+    let stop_after = POD_SHUTDOWN.min(std::time::Duration::from_secs(grace as u64));
+    let elapsed = s.clock.sim_since(since);
+    if elapsed < stop_after {
+        wake.at(stop_after - elapsed);
+        return;
+    }
+    let (ns, name) = (
+        meta(pod, "namespace").to_string(),
+        meta(pod, "name").to_string(),
+    );
+    let held = pod
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| !f.is_empty());
+    if !held {
+        s.remove(*ids::POD, &ns, &name);
+    } else if grace > 0 {
+        // Stopped, but held by finalizers: removing the last one deletes it.
+        let mut done = pod.clone();
+        done["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+        s.put(*ids::POD, done);
     }
 }
