@@ -55,6 +55,9 @@ pub enum Command {
     /// Image operations.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Deploy an environment (rolling): server-side apply of its manifests with images
+    /// pinned to digests, wait for every rollout, run its checks. Exit 1 if any fails.
+    Deploy(crate::kube::deploy::DeployArgs),
 }
 
 /// `image` subcommands.
@@ -90,7 +93,7 @@ pub struct EventArgs {
     pub sha: Option<String>,
 
     /// A workflow_dispatch input, e.g. --input operation=promote --input environment=production
-    /// --input sha=<sha>. Repeatable; wins over the payload's inputs.
+    /// --input sha=SHA. Repeatable; wins over the payload's inputs.
     #[arg(long = "input", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub inputs: Vec<(String, String)>,
 }

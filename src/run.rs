@@ -19,6 +19,7 @@ pub fn run(cli: &Cli, runner: &Runner) -> Result<()> {
         Command::Plan(args) => plan(cli, args, runner),
         Command::Image(ImageCommand::Tags(args)) => image_tags(cli, args),
         Command::Image(ImageCommand::Retag(args)) => image_retag(args, runner),
+        Command::Deploy(args) => crate::kube::deploy::run(cli, args, runner),
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod actions_io;
 mod bad_input;
+mod deploy;
 mod plan_snapshots;
 mod registry;
 mod support;

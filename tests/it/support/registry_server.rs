@@ -77,9 +77,7 @@ impl RegistryServer {
                 let out = Command::new("htpasswd")
                     .args(["-Bbn", username, password])
                     .output()
-                    .expect(
-                        "htpasswd (apache2-utils) not found; run ci/install-test-deps.sh",
-                    );
+                    .expect("htpasswd (apache2-utils) not found; run ci/install-test-deps.sh");
                 assert!(out.status.success(), "htpasswd failed");
                 let file = dir.path().join("htpasswd");
                 std::fs::write(&file, out.stdout).unwrap();
