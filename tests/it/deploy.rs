@@ -819,7 +819,9 @@ async fn benchmark_rollout_notice_latency_against_kubectl() {
         let mut lines = tokio::io::BufReader::new(deploy.stderr.take().unwrap()).lines();
         let mut kubectl_child = None;
         let mut tool_saw = None;
+        let mut log = Vec::new();
         while let Some(line) = lines.next_line().await.unwrap() {
+            log.push(line.clone());
             if line.contains("waiting for") && kubectl_child.is_none() {
                 // Applied: kubectl starts watching the same Deployment now.
                 let mut child = tokio::process::Command::new("kubectl")
@@ -854,7 +856,7 @@ async fn benchmark_rollout_notice_latency_against_kubectl() {
                 tool_saw = Some(Instant::now());
             }
         }
-        assert!(deploy.wait().await.unwrap().success());
+        assert!(deploy.wait().await.unwrap().success(), "{}", log.join("\n"));
         let done = tokio::time::timeout(Duration::from_secs(60), completed)
             .await
             .unwrap()
@@ -889,5 +891,143 @@ async fn benchmark_rollout_notice_latency_against_kubectl() {
         tool.len(),
         median(&mut tool),
         median(&mut kubectl)
+    );
+}
+
+/// A workspace of its own whose manifests name images on a local registry (the
+/// placeholder is `<registry>/<repository>:<component>`, as for ghcr.io in k8s/app).
+fn registry_workspace(cluster: &Cluster, registry: &str) -> (PathBuf, PathBuf) {
+    let workspace = cluster.dir.path().join("workspace");
+    std::fs::create_dir_all(workspace.join("app")).unwrap();
+    for component in ["frontend", "backend"] {
+        std::fs::create_dir_all(workspace.join(component)).unwrap();
+        std::fs::write(
+            workspace.join(component).join("Dockerfile"),
+            "FROM scratch\n",
+        )
+        .unwrap();
+        let manifest =
+            std::fs::read_to_string(repo_root().join(format!("k8s/app/{component}.yaml"))).unwrap();
+        let manifest = manifest.replace(
+            "ghcr.io/jisu/platform:",
+            &format!("{registry}/jisu/platform:"),
+        );
+        std::fs::write(
+            workspace.join("app").join(format!("{component}.yaml")),
+            manifest,
+        )
+        .unwrap();
+    }
+    let config = workspace.join("pipeline.yml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"version: 1
+images: {{registry: "{registry}", scheme: component-prefix, repository: jisu/platform}}
+components:
+  frontend: {{context: frontend, dockerfile: frontend/Dockerfile, port: 80}}
+  backend: {{context: backend, dockerfile: backend/Dockerfile, port: 8000}}
+environments:
+  staging: {{branch: develop, namespace: {NS}, url: "http://127.0.0.1:9", strategy: rolling, manifests: app}}
+"#
+        ),
+    )
+    .unwrap();
+    (workspace, config)
+}
+
+/// Pushes a minimal OCI image (empty config, no layers) under `tag`; returns its digest.
+async fn push_minimal_image(
+    client: &jisu_deploy::registry::RegistryClient,
+    registry: &str,
+    tag: &str,
+    label: &str,
+) -> String {
+    use jisu_deploy::registry::{Digest, Reference};
+    let config = bytes::Bytes::from(format!(
+        r#"{{"config":{{"Labels":{{"component":"{label}"}}}}}}"#
+    ));
+    let config_digest = client
+        .push_blob("jisu/platform", config.clone())
+        .await
+        .unwrap();
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest.to_string(), "size": config.len()},
+        "layers": [],
+    });
+    let bytes = bytes::Bytes::from(serde_json::to_vec(&manifest).unwrap());
+    let reference = Reference::parse(&format!("{registry}/jisu/platform:{tag}")).unwrap();
+    client
+        .put_manifest(
+            &reference,
+            bytes.clone(),
+            "application/vnd.oci.image.manifest.v1+json",
+        )
+        .await
+        .unwrap();
+    Digest::of(&bytes).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sha_tags_are_resolved_to_digests_on_the_registry_and_a_missing_one_is_refused() {
+    use jisu_deploy::registry::{ClientOptions, RegistryClient};
+    let registry =
+        tokio::task::spawn_blocking(crate::support::registry_server::RegistryServer::start)
+            .await
+            .unwrap();
+    let host = registry.host();
+    let client = RegistryClient::new(
+        &host,
+        ClientOptions {
+            allow_http: true,
+            ..ClientOptions::default()
+        },
+    )
+    .unwrap();
+    let cluster = cluster(SimOptions::default().time_scale(20.0)).await;
+    let (workspace, config) = registry_workspace(&cluster, &host);
+    let frontend = push_minimal_image(&client, &host, &format!("frontend-{SHA}"), "frontend").await;
+    let backend = push_minimal_image(&client, &host, &format!("backend-{SHA}"), "backend").await;
+    let kubeconfig = cluster.kubeconfig.to_str().unwrap();
+    let base = [
+        "deploy",
+        "--workspace",
+        workspace.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--environment",
+        "staging",
+        "--kubeconfig",
+        kubeconfig,
+        "--registry-allow-http",
+    ];
+
+    // Another commit was never pushed: refused as bad input, nothing applied.
+    let other = "0123456789abcdef0123456789abcdef01234567";
+    let (missing, _) = run(&[&base[..], &["--sha", other]].concat(), &[]).await;
+    assert_failed_with(
+        &missing,
+        2,
+        &[
+            &format!("backend: no image {host}/jisu/platform:backend-{other}"),
+            &format!("frontend: no image {host}/jisu/platform:frontend-{other}"),
+        ],
+    );
+    assert!(cluster.sim.object("Deployment", NS, "backend").is_none());
+
+    let (deployed, _) = run(&[&base[..], &["--sha", SHA]].concat(), &[]).await;
+    assert_eq!(deployed.code, 0, "{}", deployed.stderr);
+    let image = |name: &str| {
+        cluster.sim.object("Deployment", NS, name).unwrap()["spec"]["template"]["spec"]["containers"][0]["image"].clone()
+    };
+    assert_eq!(
+        image("backend"),
+        format!("{host}/jisu/platform@{backend}").as_str()
+    );
+    assert_eq!(
+        image("frontend"),
+        format!("{host}/jisu/platform@{frontend}").as_str()
     );
 }
