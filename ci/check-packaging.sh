@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Checks the action's packaging without a Docker daemon: hadolint on the Dockerfile,
-# actionlint on the workflow templates, action.yml inputs wired to the binary's flags
-# (a Rust test), and the release binary built with the Dockerfile's profile needing
-# nothing beyond what the runtime image (distroless/cc-debian12) ships.
+# actionlint on the workflow templates, and the release binary built with the
+# Dockerfile's profile needing nothing beyond what the runtime image
+# (distroless/cc-debian12) ships. That action.yml matches the binary's flags and outputs
+# is a Rust test (tests/it/action_metadata.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -72,10 +72,13 @@ fn plan(cli: &Cli, args: &PlanArgs, runner: &Runner) -> Result<()> {
     // ACT=true is a local act run: dry run unless the flag or input says otherwise.
     let dry_run = cli.dry_run().unwrap_or(runner.in_act);
     let plan = plan::build(&pipeline, &context, dry_run, &source)?;
+    // In Actions the plan folds into one log group titled by its headline.
+    runner.group(&format!("jisu-deploy plan: {}", render::headline(&plan)));
     match args.output {
         OutputFormat::Text => print!("{}", render::text(&plan)),
         OutputFormat::Json => print!("{}", render::json(&plan)),
     }
+    runner.end_group();
     let running: Vec<&str> = plan
         .jobs
         .iter()
@@ -102,6 +105,13 @@ fn plan(cli: &Cli, args: &PlanArgs, runner: &Runner) -> Result<()> {
 }
 
 fn image_retag(args: &crate::registry::RetagArgs, runner: &Runner) -> Result<()> {
+    // A password handed over in a variable may not be a registered secret (a step output,
+    // say): mask it before anything could print it.
+    for var in crate::registry::command::PASSWORD_ENV {
+        if let Ok(secret) = std::env::var(var) {
+            runner.mask(&secret);
+        }
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -28,6 +28,9 @@ fn outputs_and_summary_are_written_in_actions() {
         ],
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
+    let group = "::group::jisu-deploy plan: push to branch `main` at 9e8d7c6 [run mode: live]\n";
+    assert!(run.stdout.starts_with(group), "{}", run.stdout);
+    assert!(run.stdout.ends_with("::endgroup::\n"), "{}", run.stdout);
 
     let outputs = std::fs::read_to_string(&output).unwrap();
     assert!(
@@ -173,4 +176,29 @@ fn image_tags_prints_text_and_json() {
             "frontend-latest"
         ])
     );
+}
+
+#[test]
+fn registry_passwords_are_masked_before_anything_runs() {
+    let run = jisu(
+        &[
+            "image",
+            "retag",
+            "localhost:5000/a:b",
+            "localhost:5000/Bad:c",
+            "--username",
+            "ci",
+        ],
+        &[
+            ("GITHUB_ACTIONS", "true"),
+            ("REGISTRY_PASSWORD", "s3cret-value"),
+        ],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stdout.starts_with("::add-mask::s3cret-value\n"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stderr.contains("s3cret-value"), "{}", run.stderr);
 }

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, a module per area, shared support beside them.
 
+mod action_metadata;
 mod actions_io;
 mod bad_input;
 mod deploy;

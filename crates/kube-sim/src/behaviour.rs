@@ -164,13 +164,15 @@ pub fn container_view(
             let mut t = Duration::ZERO;
             let mut restarts = 0i64;
             let mut backoff = BACKOFF_START_S;
+            let mut previous: Option<(Duration, Duration)> = None;
             loop {
                 let run_end = t + *run_for;
                 if elapsed < run_end {
-                    let last = if restarts == 0 {
-                        json!({})
-                    } else {
-                        json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": fmt_time(t.saturating_sub(Duration::from_secs(backoff / 2) + *run_for)), "finishedAt": fmt_time(t.saturating_sub(Duration::from_secs(backoff / 2)))}})
+                    let last = match previous {
+                        None => json!({}),
+                        Some((started, finished)) => {
+                            json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": fmt_time(started), "finishedAt": fmt_time(finished)}})
+                        }
                     };
                     return ContainerView {
                         ready: false,
@@ -192,8 +194,44 @@ pub fn container_view(
                         pulled: true,
                     };
                 }
+                previous = Some((t, run_end));
                 t = run_end + wait;
                 restarts += 1;
+                backoff = (backoff * 2).min(BACKOFF_CAP_S);
+            }
+        }
+    }
+}
+
+/// How long after `elapsed` the container's view next changes (readiness, state or
+/// restart count), so the kubelet can sleep until then; `None` if it never changes.
+pub fn next_change(b: &ImageBehavior, elapsed: Duration) -> Option<Duration> {
+    let until = |t: Duration| (t > elapsed).then(|| t - elapsed);
+    match b {
+        ImageBehavior::Ready { after } => until(*after),
+        ImageBehavior::NeverReady => None,
+        ImageBehavior::ImagePullBackOff => until(Duration::from_secs(5)),
+        ImageBehavior::Flapping { after, period } => {
+            if elapsed < *after {
+                return until(*after);
+            }
+            let p = period.as_millis().max(1);
+            let into = (elapsed - *after).as_millis() % p;
+            Some(Duration::from_millis((p - into) as u64))
+        }
+        ImageBehavior::CrashLoop { run_for } => {
+            let mut t = Duration::ZERO;
+            let mut backoff = BACKOFF_START_S;
+            loop {
+                let run_end = t + *run_for;
+                if elapsed < run_end {
+                    return until(run_end);
+                }
+                let restart = run_end + Duration::from_secs(backoff);
+                if elapsed < restart {
+                    return until(restart);
+                }
+                t = restart;
                 backoff = (backoff * 2).min(BACKOFF_CAP_S);
             }
         }
@@ -275,6 +313,35 @@ mod tests {
                 .starts_with("back-off 20s")
         );
         assert!(view(&c, 3600).restarts > 10);
+    }
+
+    #[test]
+    fn next_change_points_at_the_next_transition() {
+        let s = Duration::from_secs;
+        assert_eq!(
+            next_change(&ImageBehavior::Ready { after: s(2) }, s(1)),
+            Some(s(1))
+        );
+        assert_eq!(
+            next_change(&ImageBehavior::Ready { after: s(2) }, s(3)),
+            None
+        );
+        assert_eq!(next_change(&ImageBehavior::NeverReady, s(3)), None);
+        let f = ImageBehavior::Flapping {
+            after: s(2),
+            period: s(10),
+        };
+        assert_eq!(next_change(&f, s(5)), Some(s(7)));
+        let c = ImageBehavior::CrashLoop { run_for: s(3) };
+        // Runs 0-3, backs off to 13, runs to 16, backs off 20 s to 36.
+        assert_eq!(next_change(&c, s(1)), Some(s(2)));
+        assert_eq!(next_change(&c, s(5)), Some(s(8)));
+        assert_eq!(next_change(&c, s(20)), Some(s(16)));
+        // The view really changes at each reported instant.
+        for at in [s(1), s(5), s(14), s(20)] {
+            let next = at + next_change(&c, at).unwrap();
+            assert_ne!(view(&c, at.as_secs()), view(&c, next.as_secs()));
+        }
     }
 
     #[test]

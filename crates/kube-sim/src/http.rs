@@ -92,6 +92,15 @@ pub fn json_response(code: u16, body: &Value) -> Response<Body> {
     r
 }
 
+/// A JSON response from already-serialised bytes.
+pub fn bytes_response(code: u16, bytes: Vec<u8>) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(bytes)).boxed());
+    *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
 /// A `Status` error response.
 pub fn error_response(e: &ApiError) -> Response<Body> {
     let mut r = json_response(e.code, &e.to_status());
@@ -182,6 +191,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     };
     let content_type = header("content-type");
     let user_agent = header("user-agent");
+    let table = crate::table::wants_table(&header("accept"));
     let method = req.method().clone();
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
@@ -219,9 +229,10 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
                 content_type: &content_type,
                 user_agent: &user_agent,
                 body: &body,
+                table,
             };
             if verb == "watch" {
-                watch::start(&shared, &t, &query)
+                watch::start(&shared, &t, &query, table)
             } else if method == Method::GET
                 || method == Method::POST
                 || method == Method::PUT
@@ -256,6 +267,21 @@ struct ResourceRequest<'a> {
     content_type: &'a str,
     user_agent: &'a str,
     body: &'a Bytes,
+    /// The client asked for server-side printing.
+    table: bool,
+}
+
+/// Parses a write's body by content type: protobuf for the few kinds kubectl's typed
+/// generators send, otherwise JSON or YAML.
+pub fn parse_request_body(body: &[u8], content_type: &str) -> Result<Value, ApiError> {
+    if content_type.starts_with("application/vnd.kubernetes.protobuf") {
+        return crate::protobuf::decode(body).map_err(|e| {
+            let mut err = ApiError::unsupported_media_type(content_type);
+            err.message = e;
+            err
+        });
+    }
+    parse_body(body)
 }
 
 /// Parses a request body: JSON, or YAML for apply patches.
@@ -318,24 +344,48 @@ fn resource(shared: &Shared, r: ResourceRequest<'_>) -> Result<Response<Body>, A
                 .ok_or_else(|| ApiError::not_found(&rt.qualified(), &name))?;
             let out = if sub == "scale" {
                 scale_of(&obj)
+            } else if r.table {
+                let rv = obj
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
+                crate::table::table(rt.kind, &[&*obj], rv, None, s.clock.now())
             } else {
                 (*obj).clone()
             };
             Ok(json_response(200, &out))
         }
-        "list" => list(&s, t.res, t.ns.as_deref(), r.query).map(|v| json_response(200, &v)),
+        "list" => {
+            let listing = list(&s, t.res, t.ns.as_deref(), r.query)?;
+            let now = s.clock.now();
+            // Render without holding the store.
+            drop(s);
+            if r.table {
+                let items: Vec<&Value> = listing.items.iter().map(|o| &**o).collect();
+                let rv = listing.metadata["resourceVersion"]
+                    .as_str()
+                    .unwrap_or_default();
+                let cont = listing.metadata.get("continue").and_then(Value::as_str);
+                Ok(json_response(
+                    200,
+                    &crate::table::table(rt.kind, &items, rv, cont, now),
+                ))
+            } else {
+                Ok(bytes_response(200, listing.to_bytes()))
+            }
+        }
         "create" => {
             if t.name.is_some() {
                 return Err(ApiError::method_not_allowed(
                     "POST is not allowed on a named resource",
                 ));
             }
-            let body = parse_body(r.body)?;
+            let body = parse_request_body(r.body, r.content_type)?;
             let w = writes::write(&mut s, t.res, &ns, "", Change::Create(body), ctx)?;
             Ok(json_response(201, &w.object))
         }
         "update" | "patch" => {
-            let body = parse_body(r.body)?;
+            let body = parse_request_body(r.body, r.content_type)?;
             let change = if r.verb == "update" {
                 Change::Replace(body)
             } else {
@@ -389,7 +439,7 @@ fn resource(shared: &Shared, r: ResourceRequest<'_>) -> Result<Response<Body>, A
             let opts = delete_opts(r.body, r.query, ctx.dry_run)?;
             let victims = list(&s, t.res, t.ns.as_deref(), r.query)?;
             let mut items = Vec::new();
-            for o in victims["items"].as_array().into_iter().flatten() {
+            for o in &victims.items {
                 let ns = o
                     .pointer("/metadata/namespace")
                     .and_then(Value::as_str)
@@ -413,7 +463,12 @@ fn resource(shared: &Shared, r: ResourceRequest<'_>) -> Result<Response<Body>, A
 }
 
 fn delete_opts(body: &[u8], q: &Query, dry_run: bool) -> Result<DeleteOpts, ApiError> {
-    let b = parse_body(body)?;
+    // Typed clients may send DeleteOptions as protobuf; their defaults are what we use anyway.
+    let b = if body.starts_with(b"k8s\x00") {
+        Value::Null
+    } else {
+        parse_body(body)?
+    };
     let s = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
     let body_dry = b
         .get("dryRun")
@@ -428,7 +483,43 @@ fn delete_opts(body: &[u8], q: &Query, dry_run: bool) -> Result<DeleteOpts, ApiE
 }
 
 /// The list answer for a collection request, honouring selectors and pagination.
-pub fn list(s: &Inner, res: ResId, ns: Option<&str>, q: &Query) -> Result<Value, ApiError> {
+/// A list answer: shared references to the stored objects, rendered after the store
+/// lock is released and without copying the objects.
+#[derive(Debug)]
+pub struct Listing {
+    /// `DeploymentList`, ...
+    pub kind: String,
+    /// apiVersion of the list.
+    pub api_version: String,
+    /// `ListMeta`.
+    pub metadata: Value,
+    /// The objects.
+    pub items: Vec<Arc<Value>>,
+}
+
+impl Listing {
+    /// The JSON body.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256 + self.items.len() * 768);
+        let head =
+            json!({"kind": self.kind, "apiVersion": self.api_version, "metadata": self.metadata});
+        let head = serde_json::to_vec(&head).unwrap_or_default();
+        out.extend_from_slice(&head[..head.len() - 1]);
+        out.extend_from_slice(b",\"items\":[");
+        for (i, item) in self.items.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            // Writing a Value into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut out, &**item);
+        }
+        out.extend_from_slice(b"]}");
+        out
+    }
+}
+
+/// The list answer for a collection request, honouring selectors and pagination.
+pub fn list(s: &Inner, res: ResId, ns: Option<&str>, q: &Query) -> Result<Listing, ApiError> {
     let rt = &RESOURCES[res];
     let labels = LabelSelector::parse(
         q.get("labelSelector")
@@ -479,7 +570,7 @@ pub fn list(s: &Inner, res: ResId, ns: Option<&str>, q: &Query) -> Result<Value,
             remaining += 1;
             continue;
         }
-        items.push((**o).clone());
+        items.push(o.clone());
     }
     let mut meta = json!({"resourceVersion": token_rv.max(s.rv()).to_string()});
     if more && let Some(last) = items.last() {
@@ -496,9 +587,12 @@ pub fn list(s: &Inner, res: ResId, ns: Option<&str>, q: &Query) -> Result<Value,
         meta["continue"] = json!(encode_continue(token_rv, &key));
         meta["remainingItemCount"] = json!(remaining);
     }
-    Ok(
-        json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": meta, "items": items}),
-    )
+    Ok(Listing {
+        kind: format!("{}List", rt.kind),
+        api_version: rt.api_version(),
+        metadata: meta,
+        items,
+    })
 }
 
 // Continue tokens are opaque to clients; base64 keeps them URL- and log-friendly.

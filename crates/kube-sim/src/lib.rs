@@ -26,6 +26,7 @@ pub mod http;
 pub mod managed;
 pub mod objects;
 pub mod patch;
+pub mod protobuf;
 pub mod resources;
 pub mod rollout;
 pub mod routes;
@@ -33,6 +34,7 @@ pub mod schema;
 pub mod selectors;
 pub mod status;
 pub mod store;
+pub mod table;
 pub mod watch;
 pub mod writes;
 
@@ -74,7 +76,7 @@ impl Default for SimOptions {
             images: ImageRules::default(),
             faults: Vec::new(),
             watch_history: 10_000,
-            controller_tick: Duration::from_millis(20),
+            controller_tick: Duration::from_millis(10),
         }
     }
 }

@@ -76,6 +76,7 @@ pub static RESOURCES: &[ResourceType] = &[
     res!("autoscaling", "v2", "horizontalpodautoscalers", "horizontalpodautoscaler", "HorizontalPodAutoscaler", true, &["hpa"], true, false),
     res!("coordination.k8s.io", "v1", "leases", "lease", "Lease", true, &[], false, false),
     // Stored only: served so whole platform manifests apply, but no controller acts on them.
+    res!("", "v1", "events", "event", "Event", true, &["ev"], false, false),
     res!("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", true, &["sa"], false, false),
     res!("", "v1", "persistentvolumeclaims", "persistentvolumeclaim", "PersistentVolumeClaim", true, &["pvc"], true, false),
     res!("", "v1", "limitranges", "limitrange", "LimitRange", true, &["limits"], false, false),

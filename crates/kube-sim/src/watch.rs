@@ -69,7 +69,12 @@ fn line(kind: &str, object: &Value) -> Bytes {
 
 /// Starts a watch; the response streams until the client leaves, `timeoutSeconds`
 /// passes, or a fault drops it.
-pub fn start(shared: &Arc<Shared>, t: &Target, q: &Query) -> Result<Response<Body>, ApiError> {
+pub fn start(
+    shared: &Arc<Shared>,
+    t: &Target,
+    q: &Query,
+    table: bool,
+) -> Result<Response<Body>, ApiError> {
     let rt = &RESOURCES[t.res];
     let filter = Filter {
         res: t.res,
@@ -97,6 +102,21 @@ pub fn start(shared: &Arc<Shared>, t: &Target, q: &Query) -> Result<Response<Bod
         .and_then(|t| t.parse::<u64>().ok())
         .filter(|t| *t > 0);
 
+    // kubectl's human output asks for Table rows in watch events too.
+    let clock = shared.clock.clone();
+    let kind = rt.kind;
+    let render = move |ty: &str, o: &Value| -> Bytes {
+        if table && matches!(ty, "ADDED" | "MODIFIED" | "DELETED") {
+            let rv = o
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            line(ty, &crate::table::table(kind, &[o], rv, None, clock.now()))
+        } else {
+            line(ty, o)
+        }
+    };
+    let render_live = render.clone();
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     let mut first: Vec<Bytes> = Vec::new();
     let live: Option<broadcast::Receiver<Arc<Event>>>;
@@ -107,7 +127,7 @@ pub fn start(shared: &Arc<Shared>, t: &Target, q: &Query) -> Result<Response<Bod
                 Ok((replay, rx)) => {
                     for ev in &replay {
                         if let Some((k, o)) = filter.translate(ev) {
-                            first.push(line(k.as_str(), &o));
+                            first.push(render(k.as_str(), &o));
                         }
                     }
                     live = Some(rx);
@@ -136,7 +156,7 @@ pub fn start(shared: &Arc<Shared>, t: &Target, q: &Query) -> Result<Response<Bod
                     .filter(|o| filter.matches(o))
                     .collect();
                 for o in objs {
-                    first.push(line("ADDED", o));
+                    first.push(render("ADDED", o));
                 }
                 if send_initial {
                     let bookmark = json!({
@@ -176,7 +196,7 @@ pub fn start(shared: &Arc<Shared>, t: &Target, q: &Query) -> Result<Response<Bod
                 ev = live.recv() => match ev {
                     Ok(ev) => {
                         if let Some((k, o)) = filter.translate(&ev)
-                            && tx.send(line(k.as_str(), &o)).await.is_err()
+                            && tx.send(render_live(k.as_str(), &o)).await.is_err()
                         {
                             return;
                         }

@@ -157,7 +157,25 @@ pub fn write(
                 json!({"apiVersion": api_version, "kind": rt.kind, "metadata": {"name": name}});
             let base = current.as_deref().cloned().unwrap_or(skeleton);
             let view = objects::tracked_view(rt, &config, ctx.subresource);
-            managed::apply(writer, &base, &view, force, &mut entries).map_err(|conflicts| {
+            let mut result = managed::apply(writer, &base, &view, force, &mut entries);
+            // Like the real server, `kubectl` upgrading from client-side apply may take
+            // over fields its last-applied annotation names without a conflict.
+            if let Err(conflicts) = &result
+                && ctx.manager == "kubectl"
+                && let Some(allowed) = current.as_deref().and_then(|c| last_applied_set(rt, c))
+            {
+                let remaining: Vec<managed::Conflict> = conflicts
+                    .iter()
+                    .filter(|c| !allowed.covers(&c.path) && !allowed.contains_under(&c.path))
+                    .cloned()
+                    .collect();
+                result = if remaining.is_empty() {
+                    managed::apply(writer, &base, &view, true, &mut entries)
+                } else {
+                    Err(remaining)
+                };
+            }
+            result.map_err(|conflicts| {
                 let causes: Vec<(String, String)> = conflicts
                     .iter()
                     .map(|c| (c.manager.clone(), crate::fieldset::path_string(&c.path)))
@@ -166,6 +184,19 @@ pub fn write(
             })?
         }
     };
+
+    // A client may rewrite managedFields explicitly (kubectl does when it migrates
+    // client-side-apply ownership to server-side apply; `[]` resets them): the server
+    // takes what was sent as the starting point, then records this write on top.
+    if !is_apply {
+        let sent = new.pointer("/metadata/managedFields");
+        let stored = current
+            .as_deref()
+            .and_then(|c| c.pointer("/metadata/managedFields"));
+        if sent.is_some() && sent != stored {
+            entries = managed::read_entries(&new);
+        }
+    }
 
     // Identity and server-owned metadata.
     new["apiVersion"] = Value::String(api_version.clone());
@@ -318,6 +349,22 @@ pub fn write(
         object: s.put(res, new),
         created,
     })
+}
+
+/// The fields named by `kubectl.kubernetes.io/last-applied-configuration`, if present.
+fn last_applied_set(
+    rt: &crate::resources::ResourceType,
+    obj: &Value,
+) -> Option<crate::fieldset::FieldSet> {
+    let text = obj
+        .pointer("/metadata/annotations")?
+        .get("kubectl.kubernetes.io/last-applied-configuration")?
+        .as_str()?;
+    let applied: Value = serde_json::from_str(text).ok()?;
+    Some(crate::fieldset::set_from_object(
+        rt.kind,
+        &objects::tracked_view(rt, &applied, ""),
+    ))
 }
 
 fn check_identity(

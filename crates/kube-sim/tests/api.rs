@@ -613,3 +613,75 @@ async fn deleting_a_namespace_deletes_its_contents() {
         .unwrap();
     assert!(sim.object("ConfigMap", "gone", "a").is_none());
 }
+
+#[tokio::test]
+async fn finalizers_hold_deletion_until_removed_and_deletecollection_honours_selectors() {
+    let (sim, client) = start(opts()).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let held: ConfigMap = serde_json::from_value(
+        json!({"metadata": {"name": "held", "finalizers": ["jisu.dev/cleanup"]}}),
+    )
+    .unwrap();
+    cms.create(&PostParams::default(), &held).await.unwrap();
+    cms.delete("held", &DeleteParams::default()).await.unwrap();
+    let marked = cms.get("held").await.unwrap();
+    assert!(
+        marked.metadata.deletion_timestamp.is_some(),
+        "marked for deletion, still there"
+    );
+    cms.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(api_error(cms.get("held").await.unwrap_err()).code, 404);
+
+    for (name, color) in [("a", "blue"), ("b", "blue"), ("c", "green")] {
+        cms.create(&PostParams::default(), &cm(name, &[("color", color)]))
+            .await
+            .unwrap();
+    }
+    cms.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels("color=blue"),
+    )
+    .await
+    .unwrap();
+    let left: Vec<String> = cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|c| c.metadata.name.unwrap())
+        .collect();
+    assert_eq!(left, ["c"]);
+    assert!(sim.object("ConfigMap", "default", "a").is_none());
+}
+
+#[tokio::test]
+async fn streaming_list_watch_sends_initial_events_and_a_bookmark() {
+    let (sim, client) = start(opts()).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    cms.create(&PostParams::default(), &cm("one", &[]))
+        .await
+        .unwrap();
+    // What kube's watcher sends with `streaming_lists()` (the WatchList feature).
+    let path = "/api/v1/namespaces/default/configmaps?watch=true&sendInitialEvents=true&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&timeoutSeconds=1";
+    let (code, _, body) = common::raw_http(sim.addr(), "GET", path, "application/json", "").await;
+    assert_eq!(code, 200);
+    // The body is chunked; the JSON lines are intact between chunk sizes.
+    let events: Vec<serde_json::Value> = body
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(events[0]["type"], "ADDED");
+    assert_eq!(events[0]["object"]["metadata"]["name"], "one");
+    assert_eq!(events[1]["type"], "BOOKMARK");
+    assert_eq!(
+        events[1]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+}

@@ -188,6 +188,9 @@ async fn crash_looping_pods_exceed_the_progress_deadline() {
     let (_sim, client, deploys) = setup(opts()).await;
     let mut d = common::deployment("api", 2, "ghcr.io/jisu/backend:crashloop");
     d["spec"]["progressDeadlineSeconds"] = json!(120);
+    // With a readiness probe the crashing container never becomes ready.
+    d["spec"]["template"]["spec"]["containers"][0]["readinessProbe"] =
+        json!({"httpGet": {"path": "/ready", "port": 8000}});
     apply(&deploys, &d).await;
     let dep = eventually("ProgressDeadlineExceeded", WAIT, || async {
         deploys.get("api").await.ok().filter(|d| {
@@ -524,5 +527,108 @@ async fn default_progress_deadline_passes_in_simulated_time() {
         started.elapsed() >= Duration::from_millis(500),
         "deadline came too early: {:?}",
         started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn recreate_strategy_stops_old_pods_before_starting_new_ones() {
+    let (_sim, client, deploys) = setup(opts()).await;
+    let mut d = common::deployment("db-migrator", 2, "app:v1");
+    d["spec"]["strategy"] = json!({"type": "Recreate"});
+    apply(&deploys, &d).await;
+    wait_complete(&deploys, "db-migrator").await;
+    d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("app:v2");
+    apply(&deploys, &d).await;
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    loop {
+        let list = pods.list(&ListParams::default()).await.unwrap().items;
+        let images: std::collections::BTreeSet<String> = list
+            .iter()
+            .map(|p| {
+                p.spec.as_ref().unwrap().containers[0]
+                    .image
+                    .clone()
+                    .unwrap()
+            })
+            .collect();
+        assert!(
+            images.len() <= 1,
+            "old and new pods ran together: {images:?}"
+        );
+        let dep = deploys.get("db-migrator").await.unwrap();
+        if complete(&dep)
+            && dep.status.unwrap().observed_generation == Some(2)
+            && images.contains("app:v2")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn kube_runtime_waiters_and_watchers_work_against_the_simulator() {
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, conditions, wait::await_condition, watcher};
+    let (_sim, client, deploys) = setup(opts()).await;
+    apply(&deploys, &common::deployment("web", 2, "app:1")).await;
+    let done = tokio::time::timeout(
+        WAIT,
+        await_condition(
+            deploys.clone(),
+            "web",
+            conditions::is_deployment_completed(),
+        ),
+    )
+    .await;
+    assert!(done.expect("completed in time").unwrap().is_some());
+
+    for cfg in [
+        watcher::Config::default(),
+        watcher::Config::default().streaming_lists(),
+    ] {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        let mut stream = watcher(pods, cfg.labels("app=web"))
+            .applied_objects()
+            .boxed();
+        let first = tokio::time::timeout(WAIT, stream.next())
+            .await
+            .expect("an object in time")
+            .unwrap()
+            .unwrap();
+        assert!(first.metadata.name.unwrap().starts_with("web-"));
+    }
+}
+
+#[tokio::test]
+async fn crash_looping_pods_without_a_readiness_probe_flicker_ready_and_keep_progressing() {
+    let (_sim, client, deploys) = setup(opts()).await;
+    let mut d = common::deployment("noprobe", 1, "ghcr.io/jisu/backend:crashloop");
+    d["spec"]["progressDeadlineSeconds"] = json!(60);
+    apply(&deploys, &d).await;
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let ready = |p: &Pod| {
+        p.status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_ref())
+            .is_some_and(|c| c[0].ready)
+    };
+    // Ready while the first run lasts, not ready in back-off, ready again on the restart.
+    for want in [true, false, true] {
+        eventually(&format!("ready={want}"), WAIT, || async {
+            pods.list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .find(|p| ready(p) == want)
+        })
+        .await;
+    }
+    // Each restart counts as progress, so 60 simulated seconds of crashing have not timed out.
+    let dep = deploys.get("noprobe").await.unwrap();
+    assert_ne!(
+        condition(&dep, "Progressing").unwrap().1,
+        "ProgressDeadlineExceeded"
     );
 }

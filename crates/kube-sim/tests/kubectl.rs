@@ -536,3 +536,212 @@ fn whole_k8s_directory_applies_and_rolls_out() {
         assert!(out.contains("successfully rolled out"), "{d}: {out}");
     }
 }
+
+#[test]
+fn typed_create_commands_and_human_get_output() {
+    let bed = Bed::new(SimOptions::default());
+    // These generators send protobuf bodies.
+    bed.ok(&["create", "namespace", "scratch"]);
+    bed.ok(&[
+        "-n",
+        "scratch",
+        "create",
+        "configmap",
+        "settings",
+        "--from-literal=LOG_LEVEL=debug",
+    ]);
+    bed.ok(&[
+        "-n",
+        "scratch",
+        "create",
+        "secret",
+        "generic",
+        "db",
+        "--from-literal=password=s3cret",
+    ]);
+    assert_eq!(
+        bed.ok(&[
+            "-n",
+            "scratch",
+            "get",
+            "cm",
+            "settings",
+            "-o",
+            "jsonpath={.data.LOG_LEVEL}"
+        ]),
+        "debug"
+    );
+    assert_eq!(
+        bed.ok(&[
+            "-n",
+            "scratch",
+            "get",
+            "secret",
+            "db",
+            "-o",
+            "jsonpath={.data.password}"
+        ]),
+        "czNjcmV0"
+    );
+
+    bed.ok(&["apply", "--server-side", "-f", PLATFORM]);
+    bed.ok(&[
+        "-n",
+        "jisu-staging",
+        "rollout",
+        "status",
+        "deploy/backend-blue",
+        "--timeout=60s",
+    ]);
+    let table = bed.ok(&["-n", "jisu-staging", "get", "deploy", "backend-blue"]);
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]);
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(row[..4], ["backend-blue", "2/2", "2", "2"]);
+    let pods = bed.ok(&["-n", "jisu-staging", "get", "pods", "-l", "app=backend"]);
+    assert!(
+        pods.lines().next().unwrap().starts_with("NAME") && pods.contains("Running"),
+        "{pods}"
+    );
+    let svc = bed.ok(&["-n", "jisu-staging", "get", "svc", "backend"]);
+    assert!(
+        svc.contains("ClusterIP") && svc.contains("8000/TCP"),
+        "{svc}"
+    );
+}
+
+#[test]
+fn the_binary_serves_kubectl_and_writes_its_kubeconfig() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kube-sim"))
+        .args(["--port", "0", "--time-scale", "100", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kube-sim binary starts");
+    wait_until("the kubeconfig to be written", || kubeconfig.exists());
+    let kubectl = |args: &[&str]| {
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .env("HOME", dir.path())
+            .output()
+            .expect("kubectl runs")
+    };
+    let out = kubectl(&["get", "namespaces", "-o", "name"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && stdout.contains("namespace/default"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let applied = {
+        use std::io::Write;
+        let mut c = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["apply", "--server-side", "-f", "-"])
+            .env("HOME", dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin
+            .take()
+            .unwrap()
+            .write_all(std::fs::read_to_string(PLATFORM).unwrap().as_bytes())
+            .unwrap();
+        c.wait_with_output().unwrap()
+    };
+    assert!(applied.status.success());
+    let out = kubectl(&[
+        "-n",
+        "jisu-staging",
+        "rollout",
+        "status",
+        "deploy/frontend-blue",
+        "--timeout=60s",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn client_side_apply_then_upgrade_to_server_side_apply() {
+    let bed = Bed::new(SimOptions::default());
+    let out = bed.ok(&["apply", "-f", PLATFORM]);
+    assert!(
+        out.contains("deployment.apps/backend-blue created"),
+        "{out}"
+    );
+    assert!(
+        bed.ok(&["apply", "-f", PLATFORM])
+            .contains("deployment.apps/backend-blue unchanged")
+    );
+    // Changing a value client-side apply owns: kubectl's upgrade path takes it over.
+    let scaled =
+        std::fs::read_to_string(PLATFORM)
+            .unwrap()
+            .replacen("replicas: 2", "replicas: 3", 1);
+    check(
+        &["apply --server-side"],
+        bed.run_stdin(&["apply", "--server-side", "-f", "-"], &scaled),
+    );
+    assert_eq!(
+        bed.ok(&[
+            "-n",
+            "jisu-staging",
+            "get",
+            "deploy",
+            "backend-blue",
+            "-o",
+            "jsonpath={.spec.replicas}"
+        ]),
+        "3"
+    );
+    let managers = bed.ok(&[
+        "-n",
+        "jisu-staging",
+        "get",
+        "deploy",
+        "backend-blue",
+        "--show-managed-fields",
+        "-o",
+        "jsonpath={.metadata.managedFields[*].manager}",
+    ]);
+    assert!(
+        !managers.contains("kubectl-client-side-apply"),
+        "ownership migrated: {managers}"
+    );
+    // A different manager changing the same field still conflicts with kubectl.
+    let rescaled = scaled.replacen("replicas: 3", "replicas: 4", 1);
+    let out = bed.run_stdin(
+        &["apply", "--server-side", "--field-manager=other", "-f", "-"],
+        &rescaled,
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("conflict with \"kubectl\": .spec.replicas")
+    );
+    // wait and describe work as against a cluster.
+    bed.ok(&[
+        "-n",
+        "jisu-staging",
+        "wait",
+        "--for=condition=available",
+        "deploy/backend-blue",
+        "--timeout=30s",
+    ]);
+    let described = bed.ok(&["-n", "jisu-staging", "describe", "deploy", "backend-blue"]);
+    assert!(
+        described.contains("NewReplicaSetAvailable") || described.contains("ReplicaSetUpdated"),
+        "{described}"
+    );
+}

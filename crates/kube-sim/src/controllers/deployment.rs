@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::{CONTROLLER_MANAGER, meta, owned_by, put_status, write_logged};
+use super::{CONTROLLER_MANAGER, Wake, meta, owned_by, put_status, write_logged};
 use crate::resources::ids;
 use crate::rollout::{self, Rs};
 use crate::store::Inner;
@@ -47,20 +47,17 @@ fn revision(o: &Value) -> i64 {
 }
 
 /// One pass over every Deployment.
-pub fn reconcile(s: &mut Inner) {
-    let deployments: Vec<Value> = s
-        .list(*ids::DEPLOYMENT, None)
-        .map(|d| (**d).clone())
-        .collect();
+pub fn reconcile(s: &mut Inner, wake: &mut Wake) {
+    let deployments: Vec<std::sync::Arc<Value>> = s.list(*ids::DEPLOYMENT, None).cloned().collect();
     for d in deployments {
         if d.pointer("/metadata/deletionTimestamp").is_some() {
             continue;
         }
-        reconcile_one(s, &d);
+        reconcile_one(s, &d, wake);
     }
 }
 
-fn reconcile_one(s: &mut Inner, d: &Value) {
+fn reconcile_one(s: &mut Inner, d: &Value, wake: &mut Wake) {
     let ns = meta(d, "namespace").to_string();
     let name = meta(d, "name").to_string();
     let uid = meta(d, "uid").to_string();
@@ -71,17 +68,17 @@ fn reconcile_one(s: &mut Inner, d: &Value) {
     let template = d.pointer("/spec/template").cloned().unwrap_or(json!({}));
     let hash = template_hash(&template);
 
-    let mut owned: Vec<Value> = s
+    let mut owned: Vec<std::sync::Arc<Value>> = s
         .list(*ids::REPLICASET, Some(&ns))
         .filter(|r| owned_by(r, &uid))
-        .map(|r| (**r).clone())
+        .cloned()
         .collect();
     owned.sort_by(|a, b| {
         meta(a, "creationTimestamp")
             .cmp(meta(b, "creationTimestamp"))
             .then(revision(a).cmp(&revision(b)))
     });
-    let max_rev = owned.iter().map(revision).max().unwrap_or(0);
+    let max_rev = owned.iter().map(|r| revision(r)).max().unwrap_or(0);
     let new_pos = owned.iter().position(|r| {
         r.pointer("/metadata/labels")
             .and_then(|l| l.get(HASH_LABEL))
@@ -141,7 +138,7 @@ fn reconcile_one(s: &mut Inner, d: &Value) {
                 "",
             );
             match s.get(*ids::REPLICASET, &ns, &rs_name) {
-                Some(rs) => (*rs).clone(),
+                Some(rs) => rs,
                 None => return,
             }
         }
@@ -173,7 +170,7 @@ fn reconcile_one(s: &mut Inner, d: &Value) {
     let strategy = d.pointer("/spec/strategy");
     let (surge, unavailable) = rollout::fenceposts(strategy, desired);
     let new_view = rs_view(&new_rs);
-    let old_views: Vec<Rs> = owned.iter().map(rs_view).collect();
+    let old_views: Vec<Rs> = owned.iter().map(|r| rs_view(r)).collect();
     let paused = d.pointer("/spec/paused") == Some(&json!(true));
     let (new_spec, old_specs) = if paused {
         (new_view.spec, old_views.iter().map(|r| r.spec).collect())
@@ -208,7 +205,7 @@ fn reconcile_one(s: &mut Inner, d: &Value) {
         .and_then(Value::as_i64)
         .unwrap_or(10)
         .max(0) as usize;
-    let idle: Vec<&Value> = owned
+    let idle: Vec<&std::sync::Arc<Value>> = owned
         .iter()
         .zip(&old_specs)
         .filter(|(r, to)| **to == 0 && rs_view(r).pods == 0)
@@ -265,6 +262,29 @@ fn reconcile_one(s: &mut Inner, d: &Value) {
         {
             *c = json!({"type": "Progressing", "status": "Unknown", "reason": "DeploymentPaused", "message": "Deployment is paused", "lastUpdateTime": now, "lastTransitionTime": now});
         }
+    }
+    // A rollout that has not finished times out by itself: wake up when it would.
+    let progressing = status["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Progressing"));
+    if let Some(c) = progressing.filter(|c| {
+        matches!(
+            c["reason"].as_str(),
+            Some("ReplicaSetUpdated" | "NewReplicaSetCreated")
+        )
+    }) {
+        let last = c["lastUpdateTime"]
+            .as_str()
+            .and_then(crate::clock::parse_rfc3339)
+            .unwrap_or(now_ms);
+        let deadline = std::time::Duration::from_secs(
+            d.pointer("/spec/progressDeadlineSeconds")
+                .and_then(Value::as_u64)
+                .unwrap_or(600),
+        );
+        wake.at(
+            deadline.saturating_sub(s.clock.sim_since(last)) + std::time::Duration::from_millis(1)
+        );
     }
     if let Some(fresh) = s.get(*ids::DEPLOYMENT, &ns, &name) {
         put_status(s, *ids::DEPLOYMENT, &fresh, status, CONTROLLER_MANAGER);

@@ -40,7 +40,7 @@ pub fn target_port(svc_port: &Value, pod: &Value) -> Option<i64> {
 
 /// One pass over every Service, plus clean-up of slices whose Service is gone.
 pub fn reconcile(s: &mut Inner) {
-    let services: Vec<Value> = s.list(*ids::SERVICE, None).map(|o| (**o).clone()).collect();
+    let services: Vec<std::sync::Arc<Value>> = s.list(*ids::SERVICE, None).cloned().collect();
     for svc in &services {
         let Some(sel) = svc
             .pointer("/spec/selector")
@@ -52,13 +52,13 @@ pub fn reconcile(s: &mut Inner) {
         let selector = LabelSelector::from_map(sel);
         let ns = meta(svc, "namespace").to_string();
         let name = meta(svc, "name").to_string();
-        let mut pods: Vec<Value> = s
+        let mut pods: Vec<std::sync::Arc<Value>> = s
             .list(*ids::POD, Some(&ns))
             .filter(|p| {
                 selector.matches(p.pointer("/metadata/labels"))
                     && p.pointer("/status/podIP").is_some()
             })
-            .map(|p| (**p).clone())
+            .cloned()
             .collect();
         pods.sort_by(|a, b| {
             a.pointer("/status/podIP")
@@ -147,7 +147,7 @@ fn sync_endpoints(
     svc: &Value,
     ns: &str,
     name: &str,
-    pods: &[Value],
+    pods: &[std::sync::Arc<Value>],
     ports: &[Value],
 ) {
     // One subset per distinct resolved port set; pods usually agree, so usually one.
@@ -195,7 +195,14 @@ fn sync_endpoints(
     upsert(s, *ids::ENDPOINTS, ns, name, body);
 }
 
-fn sync_slice(s: &mut Inner, svc: &Value, ns: &str, name: &str, pods: &[Value], ports: &[Value]) {
+fn sync_slice(
+    s: &mut Inner,
+    svc: &Value,
+    ns: &str,
+    name: &str,
+    pods: &[std::sync::Arc<Value>],
+    ports: &[Value],
+) {
     let slice_name = format!(
         "{name}-{}",
         &super::deployment::template_hash(&json!(name))[..5]
@@ -236,6 +243,19 @@ fn sync_slice(s: &mut Inner, svc: &Value, ns: &str, name: &str, pods: &[Value], 
 fn upsert(s: &mut Inner, res: crate::resources::ResId, ns: &str, name: &str, mut body: Value) {
     match s.get(res, ns, name) {
         Some(cur) => {
+            // Most passes change nothing; skip the write path (and its field-ownership
+            // bookkeeping) when every field the controller sets already matches.
+            let unchanged = body.as_object().is_some_and(|b| {
+                b.iter().all(|(k, v)| match k.as_str() {
+                    "metadata" => ["labels", "ownerReferences"]
+                        .iter()
+                        .all(|f| cur["metadata"].get(f) == v.get(f)),
+                    _ => cur.get(k) == Some(v),
+                })
+            }) && (body.get("subsets").is_some() || cur.get("subsets").is_none());
+            if unchanged {
+                return;
+            }
             body["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"].clone();
             write_logged(
                 s,

@@ -4,8 +4,8 @@
 
 use serde_json::{Value, json};
 
-use super::{meta, put_status};
-use crate::behaviour::{ImageRules, container_view};
+use super::{Wake, meta, put_status};
+use crate::behaviour::{ImageRules, container_view, next_change};
 use crate::clock::parse_rfc3339;
 use crate::resources::ids;
 use crate::store::Inner;
@@ -14,8 +14,8 @@ use crate::store::Inner;
 pub const KUBELET: &str = "kubelet";
 
 /// One pass over every Pod.
-pub fn reconcile(s: &mut Inner, images: &ImageRules) {
-    let pods: Vec<Value> = s.list(*ids::POD, None).map(|p| (**p).clone()).collect();
+pub fn reconcile(s: &mut Inner, images: &ImageRules, wake: &mut Wake) {
+    let pods: Vec<std::sync::Arc<Value>> = s.list(*ids::POD, None).cloned().collect();
     let now = s.clock.now();
     let now_s = s.clock.format(now);
     let clock = s.clock.clone();
@@ -37,10 +37,20 @@ pub fn reconcile(s: &mut Inner, images: &ImageRules) {
             let cname = c.get("name").and_then(Value::as_str).unwrap_or_default();
             let image = c.get("image").and_then(Value::as_str).unwrap_or_default();
             let b = images.behavior_of(image);
+            if let Some(d) = next_change(&b, elapsed) {
+                wake.at(d);
+            }
             let v = container_view(&b, elapsed, cname, &name, |d| {
                 clock.format(created + clock.to_real(d).as_millis() as i64)
             });
-            all_ready &= v.ready;
+            // Without a readiness probe the kubelet counts a running container as ready,
+            // so a crash-looping one is ready for each short run (which, as on a real
+            // cluster, keeps resetting its Deployment's progress deadline).
+            let ready = v.ready
+                || (matches!(b, crate::behaviour::ImageBehavior::CrashLoop { .. })
+                    && v.running
+                    && c.get("readinessProbe").is_none());
+            all_ready &= ready;
             all_pulled &= v.pulled;
             let digest = format!(
                 "{}@sha256:{:064x}",
@@ -49,7 +59,7 @@ pub fn reconcile(s: &mut Inner, images: &ImageRules) {
             );
             statuses.push(json!({
                 "name": cname, "image": image, "imageID": if v.pulled { digest } else { String::new() },
-                "ready": v.ready, "started": v.running, "restartCount": v.restarts,
+                "ready": ready, "started": v.running, "restartCount": v.restarts,
                 "state": v.state, "lastState": v.last_state,
                 "containerID": if v.pulled { format!("containerd://{:064x}", created) } else { String::new() },
             }));

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use crate::behaviour::ImageRules;
 use crate::http::Shared;
@@ -26,29 +27,80 @@ pub const CONTROLLER_MANAGER: &str = "kube-controller-manager";
 pub struct ControllerConfig {
     /// Image behaviours for the kubelet stand-in.
     pub images: ImageRules,
-    /// Real time between controller passes.
+    /// Real time to wait after a change before the next pass (debounce).
     pub tick: Duration,
 }
 
-/// Runs the controllers until the task is aborted.
-pub async fn run(shared: Arc<Shared>, cfg: ControllerConfig) {
-    let mut interval = tokio::time::interval(cfg.tick);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        interval.tick().await;
-        let mut s = shared.lock();
-        reconcile_all(&mut s, &cfg);
+/// The earliest simulated delay after which some controller's view changes by itself
+/// (a pod becomes ready, a crash-looping container restarts, a deadline passes).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Wake(Option<Duration>);
+
+impl Wake {
+    /// Records that something changes `after` from now (simulated time).
+    pub fn at(&mut self, after: Duration) {
+        self.0 = Some(self.0.map_or(after, |cur| cur.min(after)));
+    }
+
+    /// The earliest recorded delay.
+    pub fn get(self) -> Option<Duration> {
+        self.0
     }
 }
 
-/// One pass of every controller.
-pub fn reconcile_all(s: &mut Inner, cfg: &ControllerConfig) {
+// Even with nothing scheduled, look again now and then: a cheap safety net.
+const MAX_IDLE: Duration = Duration::from_secs(1);
+
+/// Runs the controllers until the task is aborted. A pass runs after any change to the
+/// store (debounced by `tick`), again while passes keep writing, and otherwise when the
+/// next time-driven transition is due: an idle simulator costs almost nothing.
+pub async fn run(shared: Arc<Shared>, cfg: ControllerConfig) {
+    let mut events = shared.lock().subscribe();
+    loop {
+        let (wrote, wake) = {
+            let mut s = shared.lock();
+            let before = s.rv();
+            let wake = reconcile_all(&mut s, &cfg);
+            (s.rv() != before, wake)
+        };
+        // The pass's own writes are queued too; the follow-up pass covers them.
+        while !matches!(
+            events.try_recv(),
+            Err(TryRecvError::Empty | TryRecvError::Closed)
+        ) {}
+        if wrote {
+            tokio::time::sleep(cfg.tick).await;
+            continue;
+        }
+        // A couple of milliseconds past the due time, so the transition has happened.
+        let idle = wake
+            .get()
+            .map_or(MAX_IDLE, |d| {
+                shared.clock.to_real(d) + Duration::from_millis(2)
+            })
+            .min(MAX_IDLE);
+        tokio::select! {
+            ev = events.recv() => {
+                if matches!(ev, Err(RecvError::Closed)) {
+                    return;
+                }
+                tokio::time::sleep(cfg.tick).await;
+            }
+            _ = tokio::time::sleep(idle) => {}
+        }
+    }
+}
+
+/// One pass of every controller; returns when the next time-driven pass is due.
+pub fn reconcile_all(s: &mut Inner, cfg: &ControllerConfig) -> Wake {
+    let mut wake = Wake::default();
     writes::collect_garbage(s);
-    deployment::reconcile(s);
-    replicaset::reconcile(s);
-    kubelet::reconcile(s, &cfg.images);
+    deployment::reconcile(s, &mut wake);
+    replicaset::reconcile(s, &mut wake);
+    kubelet::reconcile(s, &cfg.images, &mut wake);
     endpoints::reconcile(s);
     writes::collect_garbage(s);
+    wake
 }
 
 /// `metadata.<field>` as a string.

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::{CONTROLLER_MANAGER, meta, owned_by, put_status, write_logged};
+use super::{CONTROLLER_MANAGER, Wake, meta, owned_by, put_status, write_logged};
 use crate::resources::ids;
 use crate::store::Inner;
 use crate::writes::{self, Change};
@@ -24,19 +24,16 @@ pub fn pod_ready_since(pod: &Value) -> Option<i64> {
 }
 
 /// One pass over every ReplicaSet.
-pub fn reconcile(s: &mut Inner) {
-    let sets: Vec<Value> = s
-        .list(*ids::REPLICASET, None)
-        .map(|r| (**r).clone())
-        .collect();
+pub fn reconcile(s: &mut Inner, wake: &mut Wake) {
+    let sets: Vec<std::sync::Arc<Value>> = s.list(*ids::REPLICASET, None).cloned().collect();
     for rs in sets {
         if rs.pointer("/metadata/deletionTimestamp").is_none() {
-            reconcile_one(s, &rs);
+            reconcile_one(s, &rs, wake);
         }
     }
 }
 
-fn reconcile_one(s: &mut Inner, rs: &Value) {
+fn reconcile_one(s: &mut Inner, rs: &Value, wake: &mut Wake) {
     let ns = meta(rs, "namespace").to_string();
     let name = meta(rs, "name").to_string();
     let uid = meta(rs, "uid").to_string();
@@ -45,10 +42,10 @@ fn reconcile_one(s: &mut Inner, rs: &Value) {
         .and_then(Value::as_i64)
         .unwrap_or(1)
         .max(0) as usize;
-    let mut pods: Vec<Value> = s
+    let mut pods: Vec<std::sync::Arc<Value>> = s
         .list(*ids::POD, Some(&ns))
         .filter(|p| owned_by(p, &uid) && p.pointer("/metadata/deletionTimestamp").is_none())
-        .map(|p| (**p).clone())
+        .cloned()
         .collect();
 
     if pods.len() < want {
@@ -74,7 +71,7 @@ fn reconcile_one(s: &mut Inner, rs: &Value) {
                 "",
             );
             if let Some(p) = s.get(*ids::POD, &ns, &pod_name) {
-                pods.push((*p).clone());
+                pods.push(p);
             }
         }
     } else if pods.len() > want {
@@ -96,11 +93,17 @@ fn reconcile_one(s: &mut Inner, rs: &Value) {
         .and_then(Value::as_i64)
         .unwrap_or(0)
         * 1000;
-    let ready: Vec<i64> = pods.iter().filter_map(pod_ready_since).collect();
-    let available = ready
-        .iter()
-        .filter(|since| s.clock.sim_since(**since).as_millis() as i64 >= min_ready_ms)
-        .count();
+    let ready: Vec<i64> = pods.iter().filter_map(|p| pod_ready_since(p)).collect();
+    let min_ready = std::time::Duration::from_millis(min_ready_ms.max(0) as u64);
+    let mut available = 0;
+    for since in &ready {
+        let ready_for = s.clock.sim_since(*since);
+        if ready_for >= min_ready {
+            available += 1;
+        } else {
+            wake.at(min_ready - ready_for);
+        }
+    }
     let mut status = json!({
         "replicas": pods.len(),
         "fullyLabeledReplicas": pods.len(),

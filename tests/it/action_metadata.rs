@@ -1,0 +1,130 @@
+//! `action.yml` matches the binary: every input is read by a flag, every declared output is
+//! written, and the image runs a subcommand that exists.
+//!
+//! actionlint checks workflows, not action metadata, so this is the check that fails when
+//! the two drift apart.
+
+use std::collections::BTreeSet;
+
+use clap::CommandFactory;
+use jisu_deploy::cli::Cli;
+
+use crate::support::{example_config, example_event, jisu};
+
+fn action() -> serde_yaml::Value {
+    let text = std::fs::read_to_string("action.yml").expect("action.yml at the repository root");
+    serde_yaml::from_str(&text).expect("action.yml is YAML")
+}
+
+fn keys(value: &serde_yaml::Value) -> BTreeSet<String> {
+    value
+        .as_mapping()
+        .expect("a mapping")
+        .keys()
+        .map(|k| k.as_str().expect("string keys").to_owned())
+        .collect()
+}
+
+/// Every `INPUT_*` variable some flag of some subcommand reads.
+fn input_vars() -> BTreeSet<String> {
+    fn walk(cmd: &clap::Command, out: &mut BTreeSet<String>) {
+        for arg in cmd.get_arguments() {
+            if let Some(env) = arg.get_env().and_then(|e| e.to_str())
+                && env.starts_with("INPUT_")
+            {
+                out.insert(env.to_owned());
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, out);
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(&Cli::command(), &mut out);
+    out
+}
+
+#[test]
+fn every_input_reaches_the_binary() {
+    let action = action();
+    let vars = input_vars();
+    for input in keys(&action["inputs"]) {
+        if input == "command" {
+            continue; // passed as the container's argument, checked below
+        }
+        let var = jisu_deploy::github::actions::input_var(&input);
+        assert!(
+            vars.contains(&var),
+            "action input `{input}` is read by no flag (no flag has env = \"{var}\")"
+        );
+        assert!(
+            action["inputs"][input.as_str()]["description"]
+                .as_str()
+                .is_some_and(|d| !d.is_empty()),
+            "input `{input}` needs a description"
+        );
+    }
+}
+
+#[test]
+fn the_image_runs_an_existing_subcommand() {
+    let action = action();
+    assert_eq!(action["runs"]["using"], "docker");
+    let image = action["runs"]["image"].as_str().unwrap();
+    assert!(
+        image.starts_with("docker://ghcr.io/"),
+        "a prebuilt image, not a build per run: {image}"
+    );
+    assert_eq!(action["runs"]["args"][0], "${{ inputs.command }}");
+    let default = action["inputs"]["command"]["default"].as_str().unwrap();
+    let exists = Cli::command()
+        .get_subcommands()
+        .any(|s| s.get_name() == default);
+    assert!(exists, "default command `{default}` is not a subcommand");
+}
+
+#[test]
+fn every_declared_output_is_written_by_plan() {
+    let declared = keys(&action()["outputs"]);
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("output");
+    let config = example_config();
+    let event = example_event("push-develop.json");
+    let run = jisu(
+        &[
+            "plan",
+            "--config",
+            config.to_str().unwrap(),
+            "--event",
+            event.to_str().unwrap(),
+        ],
+        &[("GITHUB_OUTPUT", output.to_str().unwrap())],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let written = output_names(&std::fs::read_to_string(&output).unwrap());
+    for name in &declared {
+        assert!(
+            written.contains(name),
+            "action.yml declares output `{name}` but plan does not write it ({written:?})"
+        );
+    }
+}
+
+/// Output names in a `GITHUB_OUTPUT` file: `name=value` lines and `name<<DELIM` heredocs.
+fn output_names(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if let Some((name, delimiter)) = line.split_once("<<") {
+            names.insert(name.to_owned());
+            for body in lines.by_ref() {
+                if body == delimiter {
+                    break;
+                }
+            }
+        } else if let Some((name, _)) = line.split_once('=') {
+            names.insert(name.to_owned());
+        }
+    }
+    names
+}
