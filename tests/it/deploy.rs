@@ -117,9 +117,41 @@ environments:
     }
 }
 
+/// The binary under test, copied once per test process. Worktrees that share one target
+/// directory build to the same `target/debug/jisu-deploy` (cargo hashes path packages
+/// relative to the workspace), so another worktree's build can replace it mid-run.
+fn binary() -> &'static Path {
+    static COPY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    COPY.get_or_init(|| {
+        let worktree = repo_root()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let copy = dir.join(format!("jisu-deploy-under-test-{worktree}"));
+        let partial = dir.join(format!(
+            "jisu-deploy-under-test-{worktree}.{}",
+            std::process::id()
+        ));
+        std::fs::copy(env!("CARGO_BIN_EXE_jisu-deploy"), &partial).unwrap();
+        std::fs::rename(&partial, &copy).unwrap();
+        let probe = std::process::Command::new(&copy)
+            .args(["deploy", "--help"])
+            .output()
+            .unwrap();
+        assert!(
+            probe.status.success(),
+            "{} has no `deploy` command: another worktree's build replaced it; rerun the tests",
+            env!("CARGO_BIN_EXE_jisu-deploy")
+        );
+        copy
+    })
+}
+
 /// The binary, with a clean environment (PATH kept for the environment's command).
 async fn run(args: &[&str], env: &[(&str, &str)]) -> (Run, Duration) {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_jisu-deploy"));
+    let mut command = tokio::process::Command::new(binary());
     command
         .env_clear()
         .current_dir(repo_root())
@@ -796,7 +828,7 @@ async fn benchmark_rollout_notice_latency_against_kubectl() {
                 }
             })
         };
-        let mut deploy = tokio::process::Command::new(env!("CARGO_BIN_EXE_jisu-deploy"))
+        let mut deploy = tokio::process::Command::new(binary())
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .current_dir(repo_root())
