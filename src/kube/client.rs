@@ -108,6 +108,10 @@ pub async fn resolve(
             }
         }
     };
+    // Checked after merging: one of several KUBECONFIG files may hold only a context.
+    if kubeconfig.clusters.is_empty() {
+        return Err(bad(&source, "defines no cluster".to_owned()));
+    }
     check_context(&kubeconfig, context, &source)?;
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
         .await
@@ -162,14 +166,7 @@ fn read_file(path: &Path, source: &Source) -> Result<Kubeconfig, InputError> {
             format!("{} does not exist or is not a file", path.display()),
         ));
     }
-    let config = Kubeconfig::read_from(path).map_err(|e| bad(source, e.to_string()))?;
-    if config.clusters.is_empty() {
-        return Err(bad(
-            source,
-            format!("{} defines no cluster", path.display()),
-        ));
-    }
-    Ok(config)
+    Kubeconfig::read_from(path).map_err(|e| bad(source, e.to_string()))
 }
 
 /// The action input holds the kubeconfig itself, as YAML or base64 of it.
@@ -191,11 +188,7 @@ fn parse_input(content: &str, runner: &Runner) -> Result<Kubeconfig, InputError>
             .map_err(|_| bad(&source, "its base64 does not decode to text".to_owned()))?
     };
     mask_credentials(&text, runner);
-    let config = Kubeconfig::from_yaml(&text).map_err(|e| bad(&source, e.to_string()))?;
-    if config.clusters.is_empty() {
-        return Err(bad(&source, "defines no cluster".to_owned()));
-    }
-    Ok(config)
+    Kubeconfig::from_yaml(&text).map_err(|e| bad(&source, e.to_string()))
 }
 
 /// A context that does not exist is named with the ones that do.
@@ -255,5 +248,123 @@ fn mask_credentials(text: &str, runner: &Runner) {
                 runner.mask(secret);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KUBECONFIG: &str = "apiVersion: v1\nkind: Config\nclusters:\n- name: sim\n  cluster: {server: 'http://127.0.0.1:6443'}\n- name: other\n  cluster: {server: 'http://127.0.0.1:7443'}\ncontexts:\n- name: sim\n  context: {cluster: sim, user: u}\n- name: other\n  context: {cluster: other, user: u}\ncurrent-context: sim\nusers:\n- name: u\n  user: {token: t0ken}\n";
+
+    fn runner() -> Runner {
+        Runner {
+            in_actions: false,
+            in_act: false,
+            output_file: None,
+            summary_file: None,
+        }
+    }
+
+    async fn resolve_with(
+        flag: Option<&Path>,
+        context: Option<&str>,
+        vars: &[(&str, &str)],
+    ) -> Result<Cluster, InputError> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let env = move |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        resolve(flag, context, &env, &runner()).await
+    }
+
+    #[tokio::test]
+    async fn the_flag_wins_and_a_context_is_selectable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        std::fs::write(&path, KUBECONFIG).unwrap();
+        let cluster = resolve_with(Some(&path), None, &[("KUBECONFIG", "/nonexistent")])
+            .await
+            .unwrap();
+        assert_eq!(cluster.source, Source::Flag(path.clone()));
+        assert_eq!(
+            cluster.config.cluster_url.to_string(),
+            "http://127.0.0.1:6443/"
+        );
+        let other = resolve_with(Some(&path), Some("other"), &[]).await.unwrap();
+        assert_eq!(
+            other.config.cluster_url.to_string(),
+            "http://127.0.0.1:7443/"
+        );
+        let error = resolve_with(Some(&path), Some("prod"), &[])
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            error
+                .to_string()
+                .contains("context `prod` not found; it has: sim, other"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_action_input_may_be_yaml_or_base64() {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(KUBECONFIG);
+        for content in [KUBECONFIG.to_owned(), encoded] {
+            let cluster = resolve_with(None, None, &[(INPUT_KUBECONFIG, &content)])
+                .await
+                .unwrap();
+            assert_eq!(cluster.source, Source::ActionInput);
+            assert_eq!(
+                cluster.config.cluster_url.to_string(),
+                "http://127.0.0.1:6443/"
+            );
+        }
+        let error = resolve_with(None, None, &[(INPUT_KUBECONFIG, "bm90IHlhbWw=!")])
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            error
+                .to_string()
+                .contains("neither kubeconfig YAML nor base64"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn kubeconfig_files_are_merged_and_missing_ones_are_bad_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, KUBECONFIG.replace("current-context: sim\n", "")).unwrap();
+        std::fs::write(&b, "apiVersion: v1\nkind: Config\ncurrent-context: other\n").unwrap();
+        let joined = std::env::join_paths([&a, &b])
+            .unwrap()
+            .into_string()
+            .unwrap();
+        let cluster = resolve_with(None, None, &[("KUBECONFIG", &joined)])
+            .await
+            .unwrap();
+        assert_eq!(
+            cluster.config.cluster_url.to_string(),
+            "http://127.0.0.1:7443/"
+        );
+        let error = resolve_with(None, None, &[("KUBECONFIG", "/nonexistent/config")])
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            error
+                .to_string()
+                .contains("/nonexistent/config does not exist"),
+            "{error}"
+        );
+        let error = resolve_with(None, None, &[]).await.err().unwrap();
+        assert!(
+            error.to_string().contains("no cluster to deploy to"),
+            "{error}"
+        );
     }
 }

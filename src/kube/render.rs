@@ -20,6 +20,9 @@ pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const PART_OF: &str = "app.kubernetes.io/part-of";
 /// Label carrying the git sha the object was rendered from.
 pub const VERSION: &str = "app.kubernetes.io/version";
+/// Pod template annotation holding a hash of the ConfigMaps the pods read, so a config
+/// change rolls the pods (they read their configuration only at start).
+pub const CONFIG_HASH: &str = "jisu.dev/config-hash";
 /// Value of [`MANAGED_BY`], also the server-side apply field manager.
 pub const MANAGER: &str = "jisu-deploy";
 
@@ -162,6 +165,9 @@ pub fn render(
     }
     if problems.is_empty() {
         check_duplicates(&objects, &mut problems);
+    }
+    if problems.is_empty() {
+        annotate_config_hashes(&mut objects);
     }
     if problems.is_empty() && objects.is_empty() {
         problems.push(RenderProblem {
@@ -452,6 +458,66 @@ fn apply_replicas(
     }
 }
 
+/// Sets [`CONFIG_HASH`] on each pod template that reads a ConfigMap rendered here.
+fn annotate_config_hashes(objects: &mut [Rendered]) {
+    use sha2::{Digest as _, Sha256};
+    let configmaps: BTreeMap<String, Value> = objects
+        .iter()
+        .filter(|o| o.kind == "ConfigMap")
+        .map(|o| {
+            let content = json!([o.object.get("data"), o.object.get("binaryData")]);
+            (o.name.clone(), content)
+        })
+        .collect();
+    for object in objects.iter_mut() {
+        for template in pod_template_paths(&object.kind) {
+            let Some(pod) = object
+                .object
+                .pointer(&pointer(&[template, &["spec"]].concat()))
+            else {
+                continue;
+            };
+            let mut names = std::collections::BTreeSet::new();
+            collect_configmap_names(pod, &mut names);
+            let read: Vec<(&String, &Value)> = names
+                .iter()
+                .filter_map(|n| configmaps.get_key_value(n))
+                .collect();
+            if read.is_empty() {
+                continue;
+            }
+            // serde_json maps are ordered, so the same data always hashes the same.
+            let digest = Sha256::digest(serde_json::to_vec(&read).expect("JSON serializes"));
+            let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+            set(
+                &mut object.object,
+                &[template, &["metadata", "annotations", CONFIG_HASH]].concat(),
+                json!(hex),
+            );
+        }
+    }
+}
+
+/// ConfigMap names a pod spec reads: `envFrom`, `env[].valueFrom`, volumes (also projected).
+fn collect_configmap_names(value: &Value, names: &mut std::collections::BTreeSet<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map {
+                if matches!(
+                    key.as_str(),
+                    "configMapRef" | "configMapKeyRef" | "configMap"
+                ) && let Some(name) = inner.get("name").and_then(Value::as_str)
+                {
+                    names.insert(name.to_owned());
+                }
+                collect_configmap_names(inner, names);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|i| collect_configmap_names(i, names)),
+        _ => {}
+    }
+}
+
 fn check_duplicates(objects: &[Rendered], problems: &mut Vec<RenderProblem>) {
     let mut seen = BTreeMap::new();
     for object in objects {
@@ -560,6 +626,30 @@ metadata: {name: backend-config}
             "versions never enter a selector"
         );
         assert_eq!(objects[0].object["metadata"]["labels"][PART_OF], "fallback");
+    }
+
+    #[test]
+    fn a_config_change_changes_the_pod_templates_config_hash() {
+        let with_env = DEPLOYMENT.replace(
+            "containers: [{name: backend, image: \"ghcr.io/jisu/platform:backend\"}]",
+            "containers: [{name: backend, image: \"ghcr.io/jisu/platform:backend\", envFrom: [{configMapRef: {name: backend-config}}]}]",
+        );
+        let hash = |text: &str| {
+            let objects = render(&file(text), &input()).unwrap();
+            objects[1].object["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH].clone()
+        };
+        let first = hash(&format!("{with_env}data: {{LOG_LEVEL: INFO}}\n"));
+        assert!(first.is_string(), "{first}");
+        assert_eq!(
+            first,
+            hash(&format!("{with_env}data: {{LOG_LEVEL: INFO}}\n"))
+        );
+        assert_ne!(
+            first,
+            hash(&format!("{with_env}data: {{LOG_LEVEL: DEBUG}}\n"))
+        );
+        // A template that reads no rendered ConfigMap gets no annotation.
+        assert!(hash(DEPLOYMENT).is_null());
     }
 
     #[test]

@@ -280,6 +280,11 @@ async fn a_healthy_deploy_applies_pinned_labelled_objects_waits_checks_and_runs_
             .object("ConfigMap", NS, "backend-config")
             .is_some()
     );
+    let hash = &backend["spec"]["template"]["metadata"]["annotations"]["jisu.dev/config-hash"];
+    assert!(
+        hash.as_str().is_some_and(|h| h.len() == 32),
+        "config hash on the pod template: {hash}"
+    );
     assert_eq!(
         backend["status"]["availableReplicas"], 1,
         "a new Deployment starts at 1; the HPA raises it"
