@@ -1,30 +1,29 @@
 //! `jisu-deploy deploy --environment NAME`: a rolling deploy of one environment.
 //!
-//! The same stages as the plan's `deploy-<env>` job (apply, wait, checks, command), in
-//! two halves: everything that can be checked without touching the cluster (pipeline file,
-//! environment, image flags, kubeconfig, manifests, image digests) is checked first and
-//! fails as bad input (exit 2) with nothing applied; then apply, wait, check, report.
+//! It builds the steps of the plan's rolling `deploy-<env>` job (apply, wait, checks,
+//! command) as `plan::Action`s and hands them to the executor (`execute.rs`): everything
+//! that can be checked without touching the cluster (pipeline file, environment, image
+//! flags, kubeconfig, image digests, manifests) is checked first and fails as bad input
+//! (exit 2) with nothing applied; then the steps run in order and the result is reported.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
-use anyhow::Context as _;
-use tracing::{error, info};
+use tracing::info;
 
-use super::apply::{self, ApplyOptions};
-use super::checks::{self, CheckResult};
+use super::apply::{ApplyOptions, Report};
 use super::client;
-use super::render::{self, ComponentImage, ManifestFile, RenderInput, Rendered};
-use super::watch;
+use super::diff::Change;
+use super::execute::{Executor, Settings};
+use super::render::Rendered;
 use crate::cli::Cli;
 use crate::config::duration::HumanDuration;
-use crate::config::pipeline::{Command, Environment, Strategy};
+use crate::config::pipeline::{Environment, Strategy};
 use crate::config::{self, Checkout, DEFAULT_PIPELINE_PATH, Pipeline};
 use crate::error::{InputError, InputProblem};
 use crate::github::actions::Runner;
-use crate::registry::command::resolve_credentials;
-use crate::registry::{ClientOptions, Reference, RegistryClient, RegistryError, tags};
+use crate::plan::{Action, Decision, ImageSource, Step};
+use crate::registry::{Reference, tags};
 
 /// `deploy` flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -100,9 +99,7 @@ struct Prepared {
     env: Environment,
     pipeline: Pipeline,
     sha: String,
-    files: Vec<ManifestFile>,
     flagged: BTreeMap<String, Reference>,
-    workspace: PathBuf,
 }
 
 /// Runs `deploy`.
@@ -124,34 +121,57 @@ async fn run_async(cli: &Cli, args: &DeployArgs, runner: &Runner) -> anyhow::Res
         runner,
     )
     .await?;
-    let images = resolve_images(&prepared, args).await?;
-    let objects = render_all(&prepared, &images)?;
     let dry_run = cli.dry_run().unwrap_or(runner.in_act);
+    let steps = rolling_steps(&prepared, args);
+    let mut executor = Executor::new(Settings {
+        pipeline: prepared.pipeline.clone(),
+        version: prepared.sha.clone(),
+        part_of: part_of(&prepared.env_name),
+        workspace: cli.workspace.clone(),
+        registry_allow_http: args.registry_allow_http,
+        registry_username: args.registry_username.clone(),
+        apply: ApplyOptions {
+            force_conflicts: args.force_conflicts,
+            dry_run,
+            prune: args.prune,
+        },
+        check_interval: args.check_interval.0,
+        command_timeout: args.command_timeout.0,
+    });
+    executor.prepare(&steps).await?;
     let kube = client::connect(cluster).await?;
 
-    let env = &prepared.env;
-    let options = ApplyOptions {
-        force_conflicts: args.force_conflicts,
-        dry_run,
-        prune: args.prune,
-    };
-    let report = apply::apply(&kube, &env.namespace, &objects, options).await?;
     if dry_run {
-        println!(
-            "dry run: server-side dry run of {} object(s) in namespace {}; nothing was changed",
-            objects.len(),
-            env.namespace
-        );
-        for outcome in &report.objects {
-            println!("{outcome}");
+        // Only the apply runs, as a server-side dry run; the rest needs the real objects.
+        for (index, step) in steps.iter().enumerate() {
+            if matches!(step.action, Action::Apply { .. }) {
+                executor.run(&kube, index, step).await?;
+            }
         }
-        for pruned in &report.pruned {
-            println!("- {pruned} (would be pruned)");
+        for (objects, report) in &executor.applied {
+            println!(
+                "dry run: server-side dry run of {} object(s) in namespace {}; nothing was changed",
+                objects.len(),
+                prepared.env.namespace
+            );
+            for outcome in &report.objects {
+                println!("{outcome}");
+            }
+            for pruned in &report.pruned {
+                println!("- {pruned} (would be pruned)");
+            }
         }
         return Ok(());
     }
 
-    let outcome = execute(&kube, &prepared, &objects, args).await;
+    let mut outcome = Ok(());
+    for (index, step) in steps.iter().enumerate() {
+        info!("step `{}`: {}", step.id, step.decision.reason);
+        outcome = executor.run(&kube, index, step).await;
+        if outcome.is_err() {
+            break;
+        }
+    }
     let (result, failure) = match &outcome {
         Ok(()) => ("success", None),
         Err(error) => ("failure", Some(format!("{error:#}"))),
@@ -163,54 +183,105 @@ async fn run_async(cli: &Cli, args: &DeployArgs, runner: &Runner) -> anyhow::Res
     );
     runner.set_outputs(&[
         ("environment", prepared.env_name.clone()),
-        ("environment-url", env.url.clone()),
+        ("environment-url", prepared.env.url.clone()),
         ("result", result.to_owned()),
     ])?;
-    runner.append_summary(&summary(&prepared, &objects, &report, failure.as_deref()))?;
+    runner.append_summary(&summary(&prepared, &executor.applied, failure.as_deref()))?;
     outcome
 }
 
-/// Wait, checks, command: the part that can fail after objects were applied.
-async fn execute(
-    kube: &::kube::Client,
-    prepared: &Prepared,
-    objects: &[Rendered],
-    args: &DeployArgs,
-) -> anyhow::Result<()> {
+/// The steps of the plan's rolling `deploy-<env>` job that this command runs: apply,
+/// wait, checks, command. (The plan's lock and deployment-record steps belong to the
+/// workflow run and later issues.)
+fn rolling_steps(prepared: &Prepared, args: &DeployArgs) -> Vec<Step> {
     let env = &prepared.env;
-    let workloads: Vec<String> = objects
-        .iter()
-        .filter(|o| o.kind == "Deployment")
-        .map(|o| o.name.clone())
+    let pipeline = &prepared.pipeline;
+    let images = pipeline
+        .components
+        .keys()
+        .map(|component| {
+            let reference = match prepared.flagged.get(component) {
+                Some(pinned) => pinned.to_string(),
+                None => format!(
+                    "{}:{}",
+                    tags::repository(pipeline, component),
+                    tags::sha_tag(pipeline, component, &prepared.sha)
+                ),
+            };
+            ImageSource::Build {
+                component: component.clone(),
+                reference,
+            }
+        })
         .collect();
-    let timeout = args.timeout.unwrap_or(env.rollout_timeout).0;
-    watch::wait_for_rollouts(kube, &env.namespace, &workloads, timeout).await?;
-    if !env.checks.is_empty() {
-        let results = checks::run_http_checks(&env.url, &env.checks, args.check_interval.0).await?;
-        let failed: Vec<&CheckResult> = results.iter().filter(|r| !r.passed).collect();
-        if !failed.is_empty() {
-            let list: Vec<String> = failed
-                .iter()
-                .map(|r| format!("`{}` ({}: {})", r.name, r.url, r.detail))
-                .collect();
-            anyhow::bail!(
-                "{} of {} HTTP check(s) failed: {}",
-                failed.len(),
-                results.len(),
-                list.join("; ")
-            );
-        }
-    }
+    let workloads = pipeline
+        .components
+        .iter()
+        .map(|(name, c)| c.workload_name(name).to_owned())
+        .collect();
+    let timeout = args.timeout.unwrap_or(env.rollout_timeout);
+    let runs = |reason: String| Decision { runs: true, reason };
+    let mut steps = vec![
+        Step {
+            id: "apply".into(),
+            decision: runs("server-side apply with images pinned to digests".into()),
+            action: Action::Apply {
+                namespace: env.namespace.clone(),
+                manifests: env.manifests.clone(),
+                images,
+                replicas: env.replicas.clone(),
+                color: None,
+            },
+        },
+        Step {
+            id: "wait".into(),
+            decision: runs(format!("every Deployment complete within {timeout}")),
+            action: Action::WaitRollout {
+                namespace: env.namespace.clone(),
+                workloads,
+                color: None,
+                timeout: timeout.to_string(),
+            },
+        },
+        Step {
+            id: "checks".into(),
+            decision: if env.checks.is_empty() {
+                Decision {
+                    runs: false,
+                    reason: format!("no `environments.{}.checks`", prepared.env_name),
+                }
+            } else {
+                runs(format!(
+                    "{} HTTP check(s) against {}",
+                    env.checks.len(),
+                    env.url
+                ))
+            },
+            action: Action::HttpChecks {
+                base_url: env.url.clone(),
+                checks: env.checks.clone(),
+            },
+        },
+    ];
     if let Some(command) = &env.command {
-        run_command(
-            command,
-            &env.url,
-            args.command_timeout.0,
-            &prepared.workspace,
-        )
-        .await?;
+        let mut command = command.clone();
+        command.env.insert("JISU_ENV_URL".into(), env.url.clone());
+        steps.push(Step {
+            id: "command".into(),
+            decision: runs(format!("`{}` runs against {}", command.name, env.url)),
+            action: Action::RunCommand { command },
+        });
     }
-    Ok(())
+    steps
+}
+
+/// The `part-of` label where a manifest sets none: the repository's name in Actions.
+fn part_of(env_name: &str) -> String {
+    std::env::var("GITHUB_REPOSITORY")
+        .ok()
+        .and_then(|r| r.rsplit('/').next().map(str::to_owned))
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| env_name.to_owned())
 }
 
 fn prepare(cli: &Cli, args: &DeployArgs) -> Result<Prepared, InputError> {
@@ -287,13 +358,6 @@ fn prepare(cli: &Cli, args: &DeployArgs) -> Result<Prepared, InputError> {
     if sha.is_empty() && flagged.len() < pipeline.components.len() && problems.is_empty() {
         problems.push(problem("--image", "every component needs an image pinned by digest: pass --image COMPONENT=REF@sha256:DIGEST or --sha".to_owned()));
     }
-    let files = match read_manifests(&cli.workspace, &env.manifests) {
-        Ok(files) => files,
-        Err(problem) => {
-            problems.push(problem);
-            Vec::new()
-        }
-    };
     if !problems.is_empty() {
         return Err(InputError { problems });
     }
@@ -302,9 +366,7 @@ fn prepare(cli: &Cli, args: &DeployArgs) -> Result<Prepared, InputError> {
         env,
         pipeline,
         sha,
-        files,
         flagged,
-        workspace: cli.workspace.clone(),
     })
 }
 
@@ -325,190 +387,9 @@ fn short(sha: &str) -> &str {
     &sha[..sha.len().min(7)]
 }
 
-/// The `.yaml`/`.yml` files of the environment's manifest folder, in name order (as
-/// `kubectl apply -f DIR/` reads them).
-fn read_manifests(workspace: &Path, folder: &str) -> Result<Vec<ManifestFile>, InputProblem> {
-    let dir = workspace.join(folder);
-    let entries = std::fs::read_dir(&dir).map_err(|e| {
-        problem(
-            folder,
-            format!("cannot read the manifest folder {}: {e}", dir.display()),
-        )
-    })?;
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml") && p.is_file())
-        .collect();
-    paths.sort();
-    paths
-        .into_iter()
-        .map(|path| {
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let source = format!("{}/{name}", folder.trim_end_matches('/'));
-            std::fs::read_to_string(&path)
-                .map(|text| ManifestFile {
-                    source: source.clone(),
-                    text,
-                })
-                .map_err(|e| problem(&source, format!("cannot read: {e}")))
-        })
-        .collect()
-}
-
-/// Every component's pinned image: from --image, else its sha tag resolved on the
-/// registry. A sha tag that does not exist is bad input (wrong sha, or the build did not
-/// push), reported for all components at once.
-async fn resolve_images(
-    prepared: &Prepared,
-    args: &DeployArgs,
-) -> anyhow::Result<BTreeMap<String, Reference>> {
-    let mut images = prepared.flagged.clone();
-    let mut clients: BTreeMap<String, RegistryClient> = BTreeMap::new();
-    let mut missing = Vec::new();
-    for component in prepared.pipeline.components.keys() {
-        if images.contains_key(component) {
-            continue;
-        }
-        let text = format!(
-            "{}:{}",
-            tags::repository(&prepared.pipeline, component),
-            tags::sha_tag(&prepared.pipeline, component, &prepared.sha)
-        );
-        let reference =
-            Reference::parse(&text).with_context(|| format!("the sha tag of {component}"))?;
-        let registry = reference.registry().to_owned();
-        if !clients.contains_key(&registry) {
-            let (credentials, _) =
-                resolve_credentials(args.registry_username.as_deref(), &registry, |k| {
-                    std::env::var(k).ok()
-                })
-                .with_context(|| format!("credentials for {registry}"))?;
-            let options = ClientOptions {
-                allow_http: args.registry_allow_http,
-                credentials,
-                ..ClientOptions::default()
-            };
-            clients.insert(registry.clone(), RegistryClient::new(&registry, options)?);
-        }
-        let client = &clients[&registry];
-        match client.get_manifest(&reference).await {
-            Ok(manifest) => {
-                info!("{component}: {reference} is {}", manifest.digest);
-                images.insert(component.clone(), reference.with_digest(manifest.digest));
-            }
-            Err(RegistryError::ManifestNotFound { .. }) => missing.push(problem(
-                "--sha",
-                format!("{component}: no image {reference} on the registry; was commit {} built and pushed?", prepared.sha),
-            )),
-            Err(error) => return Err(anyhow::Error::from(error).context(format!("resolving {reference} to a digest"))),
-        }
-    }
-    if !missing.is_empty() {
-        return Err(InputError { problems: missing }.into());
-    }
-    Ok(images)
-}
-
-fn render_all(
-    prepared: &Prepared,
-    images: &BTreeMap<String, Reference>,
-) -> Result<Vec<Rendered>, InputError> {
-    let pipeline = &prepared.pipeline;
-    let components = images
-        .iter()
-        .map(|(component, pinned)| {
-            let workload = pipeline.components[component]
-                .workload_name(component)
-                .to_owned();
-            // The placeholder the manifests name (k8s/README.md): repository:component.
-            let placeholder = format!("{}:{component}", tags::repository(pipeline, component));
-            (
-                component.clone(),
-                ComponentImage {
-                    placeholder,
-                    pinned: pinned.clone(),
-                    workload,
-                },
-            )
-        })
-        .collect();
-    let part_of = std::env::var("GITHUB_REPOSITORY")
-        .ok()
-        .and_then(|r| r.rsplit('/').next().map(str::to_owned))
-        .filter(|r| !r.is_empty())
-        .unwrap_or_else(|| prepared.env_name.clone());
-    let input = RenderInput {
-        namespace: prepared.env.namespace.clone(),
-        version: prepared.sha.clone(),
-        part_of,
-        images: components,
-        replicas: prepared.env.replicas.clone(),
-    };
-    render::render(&prepared.files, &input).map_err(|problems| InputError {
-        problems: problems
-            .into_iter()
-            .map(|p| InputProblem {
-                source: p.source,
-                position: None,
-                field: p.object,
-                message: p.message,
-            })
-            .collect(),
-    })
-}
-
-/// Runs the environment's command (e.g. integration tests) with `JISU_ENV_URL`, its
-/// output on our stderr so stdout stays the report, under a deadline.
-async fn run_command(
-    command: &Command,
-    url: &str,
-    timeout: Duration,
-    workspace: &Path,
-) -> anyhow::Result<()> {
-    use std::os::fd::AsFd as _;
-    let Some((program, arguments)) = command.run.split_first() else {
-        anyhow::bail!("command `{}` has an empty `run`", command.name);
-    };
-    let stdout = std::io::stderr().as_fd().try_clone_to_owned()?;
-    let mut child = tokio::process::Command::new(program)
-        .args(arguments)
-        .current_dir(workspace.join(&command.workdir))
-        .envs(&command.env)
-        .env("JISU_ENV_URL", url)
-        .stdout(std::process::Stdio::from(stdout))
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting command `{}` ({program})", command.name))?;
-    info!("running `{}`", command.name);
-    match tokio::time::timeout(timeout, child.wait()).await {
-        Ok(status) => {
-            let status = status.with_context(|| format!("waiting for `{}`", command.name))?;
-            if status.success() {
-                info!("command `{}` passed", command.name);
-                Ok(())
-            } else {
-                error!("command `{}` failed: {status}", command.name);
-                anyhow::bail!("command `{}` failed: {status}", command.name)
-            }
-        }
-        Err(_) => {
-            child.kill().await.ok();
-            anyhow::bail!(
-                "command `{}` did not finish within {}",
-                command.name,
-                HumanDuration(timeout)
-            )
-        }
-    }
-}
-
 fn summary(
     prepared: &Prepared,
-    objects: &[Rendered],
-    report: &apply::Report,
+    applied: &[(Vec<Rendered>, Report)],
     failure: Option<&str>,
 ) -> String {
     let mut text = format!(
@@ -524,16 +405,18 @@ fn summary(
         prepared.env.namespace
     );
     text.push_str("| object | change |\n|---|---|\n");
-    for (object, outcome) in objects.iter().zip(&report.objects) {
-        let change = match &outcome.change {
-            super::diff::Change::Create => "created".to_owned(),
-            super::diff::Change::Unchanged => "unchanged".to_owned(),
-            super::diff::Change::Update(lines) => format!("{} field(s) changed", lines.len()),
-        };
-        text.push_str(&format!("| `{}` | {change} |\n", object.display_name()));
-    }
-    for pruned in &report.pruned {
-        text.push_str(&format!("| `{pruned}` | pruned |\n"));
+    for (objects, report) in applied {
+        for (object, outcome) in objects.iter().zip(&report.objects) {
+            let change = match &outcome.change {
+                Change::Create => "created".to_owned(),
+                Change::Unchanged => "unchanged".to_owned(),
+                Change::Update(lines) => format!("{} field(s) changed", lines.len()),
+            };
+            text.push_str(&format!("| `{}` | {change} |\n", object.display_name()));
+        }
+        for pruned in &report.pruned {
+            text.push_str(&format!("| `{pruned}` | pruned |\n"));
+        }
     }
     if let Some(failure) = failure {
         text.push_str(&format!("\n```\n{failure}\n```\n"));

@@ -9,6 +9,7 @@ pub mod checks;
 pub mod client;
 pub mod deploy;
 pub mod diff;
+pub mod execute;
 pub mod render;
 pub mod retry;
 pub mod rollout;
