@@ -1068,3 +1068,31 @@ async fn sha_tags_are_resolved_to_digests_on_the_registry_and_a_missing_one_is_r
         format!("{host}/jisu/platform@{frontend}").as_str()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controllers_progress_deadline_fails_the_deploy() {
+    // 600 simulated seconds (backend's progressDeadlineSeconds) pass in 3 real ones.
+    let cluster = cluster(SimOptions::default().time_scale(200.0)).await;
+    let (url, _) = http_server(200).await;
+    let config = cluster.pipeline(&url, "k8s/app", "");
+    let backend = format!("backend=ghcr.io/jisu/neverready@sha256:{}", "8".repeat(64));
+    let (run, took) = cluster
+        .deploy(
+            &config,
+            &[
+                "--image",
+                IMAGES[1],
+                "--image",
+                &backend,
+                "--timeout",
+                "60s",
+            ],
+        )
+        .await;
+    assert_failed_with(
+        &run,
+        1,
+        &["Deployment/backend: deployment \"backend\" exceeded its progress deadline"],
+    );
+    assert!(took < Duration::from_secs(30), "{took:?}");
+}
