@@ -14,3 +14,4 @@ pub mod plan;
 pub mod registry;
 pub mod report;
 pub mod run;
+pub mod tls;

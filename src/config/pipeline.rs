@@ -279,6 +279,17 @@ pub enum BackupTarget {
     Kubernetes,
 }
 
+impl BackupTarget {
+    /// The name as the pipeline file spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            BackupTarget::Postgres => "postgres",
+            BackupTarget::Redis => "redis",
+            BackupTarget::Kubernetes => "kubernetes",
+        }
+    }
+}
+
 impl Component {
     /// The Deployment/Service name in the manifests.
     pub fn workload_name<'a>(&'a self, component: &'a str) -> &'a str {

@@ -40,6 +40,7 @@ pub async fn run_http_checks(
     checks: &[HttpCheck],
     retry_delay: Duration,
 ) -> anyhow::Result<Vec<CheckResult>> {
+    crate::tls::ensure_provider();
     let client = reqwest::Client::builder()
         .user_agent(concat!("jisu-deploy/", env!("CARGO_PKG_VERSION")))
         // A redirect to a login page would otherwise pass as 200.

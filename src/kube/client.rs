@@ -119,18 +119,10 @@ pub async fn resolve(
     Ok(Cluster { config, source })
 }
 
-/// Picks rustls' crypto provider for the process. reqwest brings aws-lc-rs and kube is
-/// built with ring; with both compiled in, rustls refuses to guess (it panics on the first
-/// TLS config), so the choice is made once, here, before any client exists.
-pub fn install_crypto_provider() {
-    // Err means a provider is already installed, which is all that is needed.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 /// Builds the client and asks the server for its version, so an unreachable or refusing
 /// cluster fails here, with its address, rather than halfway through an apply.
 pub async fn connect(cluster: Cluster) -> anyhow::Result<kube::Client> {
-    install_crypto_provider();
+    crate::tls::ensure_provider();
     let url = cluster.config.cluster_url.to_string();
     let client = kube::Client::try_from(cluster.config)
         .with_context(|| format!("building a client for {url} (from {})", cluster.source))?;

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::config::context::{DispatchRequest, Event, GitRef, RunContext};
-use crate::config::pipeline::{Command, HttpCheck, Pipeline};
+use crate::config::pipeline::{BackupTarget, Command, HttpCheck, Pipeline};
 use crate::error::InputError;
 use crate::registry::tags;
 
@@ -260,7 +260,7 @@ pub enum Action {
         /// Namespace.
         namespace: String,
         /// What is backed up.
-        targets: Vec<String>,
+        targets: Vec<BackupTarget>,
         /// Where archives go.
         destination: String,
         /// Archives older than this are expired.

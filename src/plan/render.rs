@@ -280,7 +280,14 @@ pub fn describe(action: &Action) -> Vec<String> {
             retain_for,
             ..
         } => vec![
-            format!("{} from {namespace}", targets.join(", ")),
+            format!(
+                "{} from {namespace}",
+                targets
+                    .iter()
+                    .map(|t| t.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             format!("to {destination}, expired after {retain_for}"),
         ],
     }

@@ -543,23 +543,13 @@ pub(super) fn scheduled_jobs(pipeline: &Pipeline, fired: Option<&str>) -> Vec<Jo
                 .get(&backup.environment)
                 .map(|e| e.namespace.clone())
                 .unwrap_or_default();
-            let targets = backup
-                .targets
-                .iter()
-                .map(|t| {
-                    serde_json::to_value(t)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default()
-                })
-                .collect();
             let step = step(
                 "backup",
                 Decision::run("dump, verify, upload; expire archives past the retention"),
                 Action::Backup {
                     environment: backup.environment.clone(),
                     namespace,
-                    targets,
+                    targets: backup.targets.clone(),
                     destination: backup.destination.clone(),
                     retain_for: backup.retain_for.to_string(),
                 },

@@ -184,6 +184,7 @@ impl RegistryClient {
                 attempt.follow()
             }
         });
+        crate::tls::ensure_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(options.connect_timeout)
             .timeout(options.request_timeout)

@@ -30,7 +30,7 @@ struct Cluster {
 }
 
 async fn cluster(options: SimOptions) -> Cluster {
-    jisu_deploy::kube::client::install_crypto_provider();
+    jisu_deploy::tls::ensure_provider();
     let sim = KubeSim::start(options).await.expect("kube-sim starts");
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");

@@ -8,6 +8,8 @@
 //! few real seconds. With a scale other than 1, timestamps carry milliseconds, which
 //! `metav1.Time` parsers accept, so that short simulated delays stay measurable.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A wall-clock instant, in milliseconds since the Unix epoch.
@@ -19,6 +21,8 @@ pub struct SimClock {
     start_real: Instant,
     start_epoch_ms: i64,
     scale: f64,
+    // Jumps made with `advance`, in wall-clock milliseconds; shared by every clone.
+    skipped_ms: Arc<AtomicI64>,
 }
 
 impl SimClock {
@@ -36,7 +40,15 @@ impl SimClock {
             } else {
                 1.0
             },
+            skipped_ms: Arc::new(AtomicI64::new(0)),
         }
+    }
+
+    /// Jumps `sim` simulated time ahead at once: every pending delay shortens by it.
+    /// Timestamps written afterwards are ahead of the host's clock by `sim / scale`.
+    pub fn advance(&self, sim: Duration) {
+        let real_ms = (sim.as_secs_f64() * 1000.0 / self.scale).ceil() as i64;
+        self.skipped_ms.fetch_add(real_ms, Ordering::SeqCst);
     }
 
     /// Simulated seconds per real second.
@@ -46,7 +58,9 @@ impl SimClock {
 
     /// The current wall-clock time (monotonic since start).
     pub fn now(&self) -> SimMillis {
-        self.start_epoch_ms + self.start_real.elapsed().as_millis() as i64
+        self.start_epoch_ms
+            + self.start_real.elapsed().as_millis() as i64
+            + self.skipped_ms.load(Ordering::SeqCst)
     }
 
     /// The current time as an RFC 3339 timestamp: whole seconds, as the API server
@@ -174,6 +188,13 @@ mod tests {
         // 20 ms real at 1000x is 20 simulated seconds; allow for scheduling slack.
         assert!(clock.sim_since(t0) >= Duration::from_secs(19));
         assert!(clock.now_rfc3339().contains('.'));
+        let copy = clock.clone();
+        let before = copy.sim_since(t0);
+        clock.advance(Duration::from_secs(600));
+        assert!(
+            copy.sim_since(t0) >= before + Duration::from_secs(600),
+            "clones share the jump"
+        );
         assert_eq!(
             clock.to_real(Duration::from_secs(10)),
             Duration::from_millis(10)

@@ -160,6 +160,7 @@ impl KubeSim {
             Faults::new(opts.faults.clone()),
             addr,
             clock,
+            opts.images.clone(),
         ));
         let cfg = ControllerConfig {
             images: opts.images.clone(),
@@ -244,6 +245,26 @@ impl KubeSim {
     /// The simulated clock.
     pub fn clock(&self) -> &SimClock {
         &self.shared.clock
+    }
+
+    /// Scripts the behaviour of images containing `pattern` from now on, ahead of every
+    /// earlier rule. Running pods follow the new behaviour at once (their age counts).
+    pub fn script_image(&self, pattern: &str, behavior: ImageBehavior) {
+        let mut rules = self
+            .shared
+            .images
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        rules.rules.insert(0, (pattern.to_string(), behavior));
+        drop(rules);
+        self.shared.wake.notify_one();
+    }
+
+    /// Jumps the simulated clock ahead by `sim`: pending readiness delays, crash-loop
+    /// back-offs and progress deadlines all come `sim` closer, without waiting.
+    pub fn advance(&self, sim: Duration) {
+        self.shared.clock.advance(sim);
+        self.shared.wake.notify_one();
     }
 
     /// A snapshot of one stored object, for assertions that bypass HTTP.

@@ -92,6 +92,10 @@ pub static RESOURCES: &[ResourceType] = &[
     res!("rbac.authorization.k8s.io", "v1", "rolebindings", "rolebinding", "RoleBinding", true, &[], false, false),
     res!("rbac.authorization.k8s.io", "v1", "clusterroles", "clusterrole", "ClusterRole", false, &[], false, false),
     res!("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "clusterrolebinding", "ClusterRoleBinding", false, &[], false, false),
+    res!("", "v1", "persistentvolumes", "persistentvolume", "PersistentVolume", false, &["pv"], true, false),
+    res!("storage.k8s.io", "v1", "storageclasses", "storageclass", "StorageClass", false, &["sc"], false, false),
+    res!("scheduling.k8s.io", "v1", "priorityclasses", "priorityclass", "PriorityClass", false, &["pc"], false, false),
+    res!("networking.k8s.io", "v1", "ingressclasses", "ingressclass", "IngressClass", false, &[], false, false),
 ];
 
 /// The index of a resource type in [`RESOURCES`]; used as the storage key.
@@ -139,6 +143,7 @@ pub mod ids {
     id!(DEPLOYMENT, "Deployment");
     id!(REPLICASET, "ReplicaSet");
     id!(ENDPOINTSLICE, "EndpointSlice");
+    id!(CONFIGMAP, "ConfigMap");
 }
 
 #[cfg(test)]

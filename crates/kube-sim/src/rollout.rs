@@ -295,7 +295,7 @@ pub fn status(i: &StatusInput<'_>) -> Value {
         "availableReplicas": available,
         "conditions": [available_cond, progressing],
     });
-    let unavailable = (spec_total.max(i.desired) - available).max(0);
+    let unavailable = (spec_total - available).max(0);
     if unavailable > 0 {
         st["unavailableReplicas"] = json!(unavailable);
     }

@@ -20,6 +20,9 @@ use crate::selectors::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
 use crate::store::{Event, EventType};
 
+/// How often a watch that allows bookmarks gets one (the real server: about a minute).
+const BOOKMARK_EVERY: Duration = Duration::from_secs(1);
+
 /// Which objects a watch wants.
 #[derive(Debug, Clone)]
 pub struct Filter {
@@ -171,6 +174,9 @@ pub fn start(
     }
 
     let faults = shared.faults.clone();
+    let bookmarks = q.get("allowWatchBookmarks").is_some_and(|v| v == "true");
+    let shared_for_bookmarks = shared.clone();
+    let (bm_kind, bm_api_version) = (rt.kind, rt.api_version());
     tokio::spawn(async move {
         for b in first {
             if tx.send(b).await.is_err() {
@@ -185,6 +191,8 @@ pub fn start(
             .flatten()
             .min();
         let deadline = limit.map(|d| tokio::time::Instant::now() + d);
+        let mut bookmark_tick = tokio::time::interval(BOOKMARK_EVERY);
+        bookmark_tick.reset();
         loop {
             let sleep = async {
                 match deadline {
@@ -204,6 +212,21 @@ pub fn start(
                     // A watcher that falls this far behind is cut off; clients re-list.
                     Err(_) => return,
                 },
+                _ = bookmark_tick.tick(), if bookmarks => {
+                    // Only when every queued event has been delivered, so the bookmark's
+                    // version never runs ahead of events still to come. Checked under the
+                    // store lock, which is also held while events are sent.
+                    let rv = {
+                        let s = shared_for_bookmarks.lock();
+                        live.is_empty().then(|| s.rv())
+                    };
+                    if let Some(rv) = rv {
+                        let bm = json!({"kind": bm_kind, "apiVersion": bm_api_version, "metadata": {"resourceVersion": rv.to_string()}});
+                        if tx.send(line("BOOKMARK", &bm)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
                 _ = drops.changed() => return,
                 _ = sleep => return,
                 _ = tx.closed() => return,

@@ -153,6 +153,15 @@ pub fn write(
         }
         Change::Apply { config, force } => {
             check_identity(rt, &config, ns, Some(&name))?;
+            // An applied resourceVersion is a precondition, as for updates.
+            let want_rv = meta_str(&config, "resourceVersion");
+            if !want_rv.is_empty()
+                && current
+                    .as_deref()
+                    .is_none_or(|c| want_rv != meta_str(c, "resourceVersion"))
+            {
+                return Err(ApiError::conflict(&rt.qualified(), &name));
+            }
             let skeleton =
                 json!({"apiVersion": api_version, "kind": rt.kind, "metadata": {"name": name}});
             let base = current.as_deref().cloned().unwrap_or(skeleton);
@@ -508,7 +517,8 @@ pub fn delete(
             }
         }
     }
-    Ok(s.remove(res, ns, name).expect("checked above"))
+    // A self-owned object may already have gone with its dependents.
+    Ok(s.remove(res, ns, name).unwrap_or(cur))
 }
 
 fn dependents(s: &Inner, owner_uid: &str) -> Vec<(ResId, String, String)> {
@@ -535,12 +545,23 @@ fn dependents(s: &Inner, owner_uid: &str) -> Vec<(ResId, String, String)> {
 }
 
 fn delete_dependents(s: &mut Inner, owner_uid: &str) {
-    for (r, ns, n) in dependents(s, owner_uid) {
-        if let Some(o) = s.get(r, &ns, &n) {
-            let uid = meta_str(&o, "uid").to_string();
-            delete_dependents(s, &uid);
-            s.remove(r, &ns, &n);
+    // Owner references can form cycles (or point at their own object): visit each once.
+    let mut seen = std::collections::HashSet::from([owner_uid.to_string()]);
+    let mut stack = vec![owner_uid.to_string()];
+    let mut doomed = Vec::new();
+    while let Some(uid) = stack.pop() {
+        for (r, ns, n) in dependents(s, &uid) {
+            let Some(o) = s.get(r, &ns, &n) else { continue };
+            let child = meta_str(&o, "uid").to_string();
+            if seen.insert(child.clone()) {
+                stack.push(child);
+                doomed.push((r, ns, n));
+            }
         }
+    }
+    // Deepest first, as foreground deletion removes dependents before their owners.
+    for (r, ns, n) in doomed.into_iter().rev() {
+        s.remove(r, &ns, &n);
     }
 }
 
@@ -587,5 +608,277 @@ pub fn collect_garbage(s: &mut Inner) {
         for (r, ns, n) in victims {
             s.remove(r, &ns, &n);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SimClock;
+    use crate::resources::by_kind;
+
+    fn store() -> Inner {
+        let (mut s, _rx) = Inner::new(SimClock::new(1.0), 100);
+        let ns = json!({"metadata": {"name": "default"}});
+        write(
+            &mut s,
+            *ids::NAMESPACE,
+            "",
+            "",
+            Change::Create(ns),
+            ctx("test"),
+        )
+        .unwrap();
+        s
+    }
+
+    fn ctx(manager: &str) -> WriteCtx<'_> {
+        WriteCtx {
+            manager,
+            subresource: "",
+            dry_run: false,
+        }
+    }
+
+    fn deployment(image: &str) -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": image}]}}}})
+    }
+
+    fn rv(o: &Value) -> &str {
+        meta_str(o, "resourceVersion")
+    }
+
+    #[test]
+    fn generation_moves_with_spec_only_and_no_op_writes_are_not_stored() {
+        let mut s = store();
+        let d = *ids::DEPLOYMENT;
+        let created = write(
+            &mut s,
+            d,
+            "default",
+            "",
+            Change::Create(deployment("a:1")),
+            ctx("m"),
+        )
+        .unwrap();
+        assert!(created.created);
+        assert_eq!(created.object["metadata"]["generation"], 1);
+        let same = write(
+            &mut s,
+            d,
+            "default",
+            "web",
+            Change::Patch(PatchType::Merge, json!({"spec": {"replicas": 1}})),
+            ctx("m"),
+        )
+        .unwrap();
+        assert_eq!(
+            rv(&same.object),
+            rv(&created.object),
+            "defaulted value re-sent: nothing changes"
+        );
+        let labelled = write(
+            &mut s,
+            d,
+            "default",
+            "web",
+            Change::Patch(
+                PatchType::Merge,
+                json!({"metadata": {"labels": {"x": "y"}}}),
+            ),
+            ctx("m"),
+        )
+        .unwrap();
+        assert_eq!(labelled.object["metadata"]["generation"], 1);
+        let changed = write(
+            &mut s,
+            d,
+            "default",
+            "web",
+            Change::Patch(PatchType::Merge, json!({"spec": {"replicas": 3}})),
+            ctx("m"),
+        )
+        .unwrap();
+        assert_eq!(changed.object["metadata"]["generation"], 2);
+        assert_ne!(rv(&changed.object), rv(&labelled.object));
+    }
+
+    #[test]
+    fn status_and_main_writes_do_not_touch_each_other() {
+        let mut s = store();
+        let d = *ids::DEPLOYMENT;
+        write(
+            &mut s,
+            d,
+            "default",
+            "",
+            Change::Create(deployment("a:1")),
+            ctx("m"),
+        )
+        .unwrap();
+        let status = WriteCtx {
+            subresource: "status",
+            ..ctx("controller")
+        };
+        let mut with_status = (*s.get(d, "default", "web").unwrap()).clone();
+        with_status["status"] = json!({"replicas": 1});
+        with_status["spec"]["replicas"] = json!(9);
+        let out = write(
+            &mut s,
+            d,
+            "default",
+            "web",
+            Change::Replace(with_status),
+            status,
+        )
+        .unwrap();
+        assert_eq!(out.object["status"]["replicas"], 1);
+        assert_eq!(
+            out.object["spec"]["replicas"], 1,
+            "a status write ignores spec"
+        );
+        let mut main = (*out.object).clone();
+        main["status"] = json!({"replicas": 7});
+        let out = write(&mut s, d, "default", "web", Change::Replace(main), ctx("m")).unwrap();
+        assert_eq!(
+            out.object["status"]["replicas"], 1,
+            "a main write ignores status"
+        );
+        let managers: Vec<(String, String)> = managed::read_entries(&out.object)
+            .into_iter()
+            .map(|e| (e.manager, e.subresource))
+            .collect();
+        assert!(
+            managers.contains(&("controller".into(), "status".into())),
+            "{managers:?}"
+        );
+    }
+
+    #[test]
+    fn preconditions_dry_run_and_finalizers() {
+        let mut s = store();
+        let cm = *ids::CONFIGMAP;
+        let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "finalizers": ["x/y"]}});
+        let dry = write(
+            &mut s,
+            cm,
+            "default",
+            "",
+            Change::Create(body.clone()),
+            WriteCtx {
+                dry_run: true,
+                ..ctx("m")
+            },
+        )
+        .unwrap();
+        assert!(dry.created && s.get(cm, "default", "c").is_none());
+        let created = write(&mut s, cm, "default", "", Change::Create(body), ctx("m")).unwrap();
+        let mut stale = (*created.object).clone();
+        stale["metadata"]["resourceVersion"] = json!("1");
+        let e = write(&mut s, cm, "default", "c", Change::Replace(stale), ctx("m")).unwrap_err();
+        assert_eq!((e.code, e.reason), (409, "Conflict"));
+        let apply = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "resourceVersion": "1"}});
+        let e = write(
+            &mut s,
+            cm,
+            "default",
+            "c",
+            Change::Apply {
+                config: apply,
+                force: false,
+            },
+            ctx("m"),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, 409);
+
+        let marked = delete(&mut s, cm, "default", "c", &DeleteOpts::default()).unwrap();
+        assert!(marked.pointer("/metadata/deletionTimestamp").is_some());
+        assert!(s.get(cm, "default", "c").is_some(), "held by its finalizer");
+        let release = json!({"metadata": {"finalizers": null}});
+        write(
+            &mut s,
+            cm,
+            "default",
+            "c",
+            Change::Patch(PatchType::Merge, release),
+            ctx("m"),
+        )
+        .unwrap();
+        assert!(
+            s.get(cm, "default", "c").is_none(),
+            "gone once the finalizer is removed"
+        );
+    }
+
+    #[test]
+    fn background_deletion_is_finished_by_the_garbage_collector() {
+        let mut s = store();
+        let cm = *ids::CONFIGMAP;
+        let owner = write(
+            &mut s,
+            cm,
+            "default",
+            "",
+            Change::Create(json!({"metadata": {"name": "owner"}})),
+            ctx("m"),
+        )
+        .unwrap();
+        let uid = meta_str(&owner.object, "uid").to_string();
+        let child = json!({"metadata": {"name": "child", "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid}]}});
+        write(&mut s, cm, "default", "", Change::Create(child), ctx("m")).unwrap();
+        delete(&mut s, cm, "default", "owner", &DeleteOpts::default()).unwrap();
+        assert!(s.get(cm, "default", "child").is_some());
+        collect_garbage(&mut s);
+        assert!(s.get(cm, "default", "child").is_none());
+        assert_eq!(by_kind("ConfigMap"), Some(cm));
+    }
+
+    #[test]
+    fn foreground_deletion_survives_ownership_cycles() {
+        let mut s = store();
+        let cm = *ids::CONFIGMAP;
+        let a = write(
+            &mut s,
+            cm,
+            "default",
+            "",
+            Change::Create(json!({"metadata": {"name": "a"}})),
+            ctx("m"),
+        )
+        .unwrap();
+        let a_uid = meta_str(&a.object, "uid").to_string();
+        let owned_by_a = json!({"metadata": {"name": "b", "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "a", "uid": a_uid}]}});
+        let b = write(
+            &mut s,
+            cm,
+            "default",
+            "",
+            Change::Create(owned_by_a),
+            ctx("m"),
+        )
+        .unwrap();
+        let b_uid = meta_str(&b.object, "uid").to_string();
+        // a is owned by b and by itself.
+        let cycle = json!({"metadata": {"ownerReferences": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "b", "uid": b_uid},
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "a", "uid": a_uid}]}});
+        write(
+            &mut s,
+            cm,
+            "default",
+            "a",
+            Change::Patch(PatchType::Merge, cycle),
+            ctx("m"),
+        )
+        .unwrap();
+        let opts = DeleteOpts {
+            propagation: Some("Foreground".into()),
+            ..Default::default()
+        };
+        delete(&mut s, cm, "default", "a", &opts).unwrap();
+        assert!(s.get(cm, "default", "a").is_none() && s.get(cm, "default", "b").is_none());
     }
 }

@@ -632,3 +632,99 @@ async fn crash_looping_pods_without_a_readiness_probe_flicker_ready_and_keep_pro
         "ProgressDeadlineExceeded"
     );
 }
+
+#[tokio::test]
+async fn ready_delays_are_measured_in_simulated_time() {
+    // 30 simulated seconds at 100x: about 300 ms of real time.
+    let sim_opts = opts().image(
+        "registry.local/slow-start",
+        ImageBehavior::Ready {
+            after: Duration::from_secs(30),
+        },
+    );
+    let (_sim, client, deploys) = setup(sim_opts).await;
+    let started = std::time::Instant::now();
+    apply(
+        &deploys,
+        &common::deployment("slow", 1, "registry.local/slow-start:1"),
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    eventually("a running, not yet ready pod", WAIT, || async {
+        pods.list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|p| {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.container_statuses.as_ref())
+                    .is_some_and(|c| {
+                        !c[0].ready && c[0].state.as_ref().is_some_and(|s| s.running.is_some())
+                    })
+            })
+    })
+    .await;
+    wait_complete(&deploys, "slow").await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(290),
+        "ready too early: {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn advancing_the_clock_and_rescripting_images_at_run_time() {
+    // Real time (scale 1): without `advance` this would take ten minutes.
+    let (sim, client, deploys) = setup(kube_sim::SimOptions::default()).await;
+    apply(
+        &deploys,
+        &common::deployment("stuck", 1, "registry.local/app:neverready"),
+    )
+    .await;
+    // Wait until everything that counts as progress has happened (the pod exists and
+    // has a status), so the deadline clock is running before the jump.
+    eventually("the rollout to stall", WAIT, || async {
+        deploys.get("stuck").await.ok().filter(|d| {
+            d.status
+                .as_ref()
+                .is_some_and(|s| s.updated_replicas == Some(1) && s.replicas == Some(1))
+                && condition(d, "Progressing").is_some_and(|c| c.1 == "ReplicaSetUpdated")
+        })
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    sim.advance(Duration::from_secs(601));
+    eventually("ProgressDeadlineExceeded after the jump", WAIT, || async {
+        deploys.get("stuck").await.ok().filter(|d| {
+            condition(d, "Progressing").is_some_and(|c| c.1 == "ProgressDeadlineExceeded")
+        })
+    })
+    .await;
+
+    // A healthy pod starts failing when its image is re-scripted.
+    apply(
+        &deploys,
+        &common::deployment("healthy", 1, "registry.local/app:1"),
+    )
+    .await;
+    sim.advance(Duration::from_secs(5));
+    wait_complete(&deploys, "healthy").await;
+    sim.script_image("registry.local/app:1", ImageBehavior::NeverReady);
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    eventually("the pod to turn unready", WAIT, || async {
+        pods.list(&ListParams::default().labels("app=healthy"))
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|p| {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.container_statuses.as_ref())
+                    .is_some_and(|c| !c[0].ready)
+            })
+    })
+    .await;
+}

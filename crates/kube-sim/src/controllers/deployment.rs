@@ -240,7 +240,12 @@ fn reconcile_one(s: &mut Inner, d: &Value, wake: &mut Wake) {
             .and_then(Value::as_i64)
             .unwrap_or(1),
         desired,
-        max_unavailable: unavailable,
+        // The real MaxUnavailable is zero for anything but RollingUpdate.
+        max_unavailable: if strategy.and_then(|s| s.get("type")) == Some(&json!("Recreate")) {
+            0
+        } else {
+            unavailable
+        },
         progress_deadline_s: d
             .pointer("/spec/progressDeadlineSeconds")
             .and_then(Value::as_i64)

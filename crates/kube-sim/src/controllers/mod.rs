@@ -54,13 +54,22 @@ const MAX_IDLE: Duration = Duration::from_secs(1);
 /// Runs the controllers until the task is aborted. A pass runs after any change to the
 /// store (debounced by `tick`), again while passes keep writing, and otherwise when the
 /// next time-driven transition is due: an idle simulator costs almost nothing.
-pub async fn run(shared: Arc<Shared>, cfg: ControllerConfig) {
+pub async fn run(shared: Arc<Shared>, mut cfg: ControllerConfig) {
     let mut events = shared.lock().subscribe();
     loop {
+        // Image rules may be changed while the simulator runs.
+        cfg.images = shared.image_rules();
         let (wrote, wake) = {
             let mut s = shared.lock();
             let before = s.rv();
-            let wake = reconcile_all(&mut s, &cfg);
+            // A controller tripping over an odd object must not stop the others for good.
+            let pass = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                reconcile_all(&mut s, &cfg)
+            }));
+            let wake = pass.unwrap_or_else(|_| {
+                tracing::error!("a controller pass panicked; retrying after the next change");
+                Wake::default()
+            });
             (s.rv() != before, wake)
         };
         // The pass's own writes are queued too; the follow-up pass covers them.
@@ -86,6 +95,7 @@ pub async fn run(shared: Arc<Shared>, cfg: ControllerConfig) {
                 }
                 tokio::time::sleep(cfg.tick).await;
             }
+            _ = shared.wake.notified() => {}
             _ = tokio::time::sleep(idle) => {}
         }
     }
