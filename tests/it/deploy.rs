@@ -471,9 +471,29 @@ async fn a_never_ready_pod_fails_at_the_deadline_with_the_pods_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_watch_is_resumed() {
-    // Pods become ready 3 simulated seconds in (300 ms here); the watches are cut every
-    // 50 ms meanwhile, so the completing event arrives on a resumed watch.
-    let options = SimOptions::default().time_scale(10.0).image(
+    deploy_while_watches_drop(SimOptions::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_resumed_after_its_history_expired_relists() {
+    // Two retained events: a resumed watch's resourceVersion is soon too old (410 Gone).
+    let run = deploy_while_watches_drop(SimOptions::default().watch_history(2)).await;
+    assert!(
+        run.stderr.contains("watch interrupted; resuming"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("too old resource version"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Deploys while every watch is cut every 50 ms: pods become ready 3 simulated seconds
+/// in (300 ms here), so the completing events arrive on resumed watches.
+async fn deploy_while_watches_drop(options: SimOptions) -> Run {
+    let options = options.time_scale(10.0).image(
         "ghcr.io/jisu/platform",
         ImageBehavior::Ready {
             after: Duration::from_secs(3),
@@ -504,6 +524,7 @@ async fn a_dropped_watch_is_resumed() {
         "{}",
         run.stderr
     );
+    run
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
