@@ -321,7 +321,8 @@ fn prepare(cli: &Cli, args: &DeployArgs) -> Result<Prepared, InputError> {
             String::new()
         }
         None => {
-            problems.push(problem("--sha", "the commit being deployed is needed for the version label: pass --sha (GITHUB_SHA in Actions)".to_owned()));
+            // Also what components without --image are resolved from, so it is always needed.
+            problems.push(problem("--sha", "the commit being deployed is needed for the version label and for components without --image: pass --sha (GITHUB_SHA in Actions)".to_owned()));
             String::new()
         }
     };
@@ -354,9 +355,6 @@ fn prepare(cli: &Cli, args: &DeployArgs) -> Result<Prepared, InputError> {
             )),
             Err(err) => problems.push(problem("--image", format!("{component}={text}: {err}"))),
         }
-    }
-    if sha.is_empty() && flagged.len() < pipeline.components.len() && problems.is_empty() {
-        problems.push(problem("--image", "every component needs an image pinned by digest: pass --image COMPONENT=REF@sha256:DIGEST or --sha".to_owned()));
     }
     if !problems.is_empty() {
         return Err(InputError { problems });
