@@ -58,6 +58,9 @@ pub enum Command {
     /// Move an environment's tag onto the images built for a commit, all or none, and print
     /// the digests `deploy` pins (what `workflow_dispatch` promotion calls).
     Promote(crate::registry::promote::PromoteArgs),
+    /// Deploy an environment (rolling): server-side apply of its manifests with images
+    /// pinned to digests, wait for every rollout, run its checks. Exit 1 if any fails.
+    Deploy(crate::kube::deploy::DeployArgs),
 }
 
 /// `image` subcommands.

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod github;
+pub mod kube;
 pub mod plan;
 pub mod registry;
 pub mod report;

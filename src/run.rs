@@ -22,6 +22,7 @@ pub fn run(cli: &Cli, runner: &Runner) -> Result<()> {
         Command::Image(ImageCommand::Build(args)) => image_build(cli, args, runner),
         Command::Image(ImageCommand::Prune(args)) => image_prune(cli, args, runner),
         Command::Promote(args) => promote(cli, args, runner),
+        Command::Deploy(args) => crate::kube::deploy::run(cli, args, runner),
     }
 }
 

@@ -3,6 +3,7 @@
 mod action_metadata;
 mod actions_io;
 mod bad_input;
+mod deploy;
 mod images;
 mod plan_snapshots;
 mod registry;

@@ -1,0 +1,16 @@
+//! Kubernetes: render manifests for an environment, server-side apply them, watch the
+//! rollouts, run the environment's checks; and the `deploy` command that does all four.
+//!
+//! Pure decisions (`render`, `rollout`, `diff`) sit beside the I/O that uses them (`apply`,
+//! `watch`, `checks`, `client`).
+
+pub mod apply;
+pub mod checks;
+pub mod client;
+pub mod deploy;
+pub mod diff;
+pub mod execute;
+pub mod render;
+pub mod retry;
+pub mod rollout;
+pub mod watch;
