@@ -1,5 +1,6 @@
 //! The `jisu-deploy` binary: parse flags, set up logging, run, map the error to an exit code.
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -8,7 +9,7 @@ use jisu_deploy::error::{self, InputError};
 use jisu_deploy::github::actions::{AnnotationAt, Runner};
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(split_command(std::env::args_os())) {
         Ok(cli) => cli,
         Err(err) => {
             // clap prints help and version on stdout (exit 0) and usage errors on stderr (2).
@@ -29,6 +30,21 @@ fn main() -> ExitCode {
             ExitCode::from(error::exit_code(&err) as u8)
         }
     }
+}
+
+/// The Docker action passes its `command` input as one argument; `image build` arrives as
+/// one word with a space, which becomes two here. No subcommand name has a space, so
+/// nothing else changes meaning.
+fn split_command(args: impl Iterator<Item = OsString>) -> Vec<OsString> {
+    let mut args: Vec<OsString> = args.collect();
+    if let Some(first) = args.get(1).and_then(|a| a.to_str()).map(str::to_owned)
+        && first.contains(' ')
+        && !first.starts_with('-')
+    {
+        let words: Vec<OsString> = first.split_whitespace().map(OsString::from).collect();
+        args.splice(1..2, words);
+    }
+    args
 }
 
 fn init_logging(level: &str) {

@@ -1,5 +1,5 @@
-//! `action.yml` matches the binary: every input is read by a flag, every declared output is
-//! written, and the image runs a subcommand that exists.
+//! `action.yml` matches the binary: every input is read, every declared output is written,
+//! and every command the action offers runs.
 //!
 //! actionlint checks workflows, not action metadata, so this is the check that fails when
 //! the two drift apart.
@@ -48,26 +48,36 @@ fn input_vars() -> BTreeSet<String> {
 fn every_input_reaches_the_binary() {
     let action = action();
     let vars = input_vars();
+    let passed_as_env: Vec<String> = action["runs"]["env"]
+        .as_mapping()
+        .map(|env| {
+            env.values()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
     for input in keys(&action["inputs"]) {
         if input == "command" {
-            continue; // passed as the container's argument, checked below
+            continue; // the container's argument, checked below
         }
         let var = jisu_deploy::github::actions::input_var(&input);
+        // The kubeconfig input holds a file's content, which the Kubernetes client reads.
+        let read_directly = var == jisu_deploy::kube::client::INPUT_KUBECONFIG;
+        let mapped = passed_as_env.contains(&format!("${{{{ inputs.{input} }}}}"));
         assert!(
-            vars.contains(&var),
-            "action input `{input}` is read by no flag (no flag has env = \"{var}\")"
+            vars.contains(&var) || read_directly || mapped,
+            "action input `{input}` is read by no flag (env = \"{var}\") and not passed in runs.env"
         );
+        let description = action["inputs"][input.as_str()]["description"].as_str();
         assert!(
-            action["inputs"][input.as_str()]["description"]
-                .as_str()
-                .is_some_and(|d| !d.is_empty()),
+            description.is_some_and(|d| !d.is_empty()),
             "input `{input}` needs a description"
         );
     }
 }
 
 #[test]
-fn the_image_runs_an_existing_subcommand() {
+fn every_offered_command_runs() {
     let action = action();
     assert_eq!(action["runs"]["using"], "docker");
     let image = action["runs"]["image"].as_str().unwrap();
@@ -81,11 +91,53 @@ fn the_image_runs_an_existing_subcommand() {
         .get_subcommands()
         .any(|s| s.get_name() == default);
     assert!(exists, "default command `{default}` is not a subcommand");
+    // Each command the description offers, passed as the container passes it: one
+    // argument, which the binary splits into words.
+    let description = action["inputs"]["command"]["description"].as_str().unwrap();
+    let offered: Vec<&str> = description.split('`').skip(1).step_by(2).collect();
+    assert_eq!(
+        offered,
+        ["plan", "image build", "promote", "deploy", "image prune"]
+    );
+    for command in offered {
+        let run = jisu(&[command, "--help"], &[]);
+        assert_eq!(
+            run.code, 0,
+            "command input `{command}` does not run: {}",
+            run.stderr
+        );
+    }
 }
 
 #[test]
-fn every_declared_output_is_written_by_plan() {
-    let declared = keys(&action()["outputs"]);
+fn every_declared_output_is_written_by_some_command() {
+    // The names handed to `Runner::set_outputs`, read from the source.
+    let mut written = BTreeSet::new();
+    for dir in ["src", "src/kube", "src/registry", "src/plan"] {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for call in text.split("set_outputs(").skip(1) {
+                let call = &call[..call.find(");").unwrap_or(call.len())];
+                for name in call.split("(\"").skip(1) {
+                    written.insert(name[..name.find('"').unwrap()].to_owned());
+                }
+            }
+        }
+    }
+    for name in keys(&action()["outputs"]) {
+        assert!(
+            written.contains(&name),
+            "action.yml declares output `{name}` that no command writes ({written:?})"
+        );
+    }
+}
+
+#[test]
+fn plan_writes_its_outputs() {
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("output");
     let config = example_config();
@@ -102,10 +154,10 @@ fn every_declared_output_is_written_by_plan() {
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
     let written = output_names(&std::fs::read_to_string(&output).unwrap());
-    for name in &declared {
+    for name in ["jobs", "environment", "dry-run", "plan"] {
         assert!(
             written.contains(name),
-            "action.yml declares output `{name}` but plan does not write it ({written:?})"
+            "plan does not write output `{name}` ({written:?})"
         );
     }
 }
