@@ -22,8 +22,8 @@ use crate::config::duration::HumanDuration;
 use crate::config::pipeline::{Command, Pipeline};
 use crate::error::{InputError, InputProblem};
 use crate::plan::{Action, ImageSource, Step};
-use crate::registry::command::resolve_credentials;
-use crate::registry::{ClientOptions, Reference, RegistryClient, RegistryError, tags};
+use crate::registry::command::client_from_env;
+use crate::registry::{Reference, RegistryClient, RegistryError, tags};
 
 /// What every action shares.
 #[derive(Debug, Clone)]
@@ -195,16 +195,12 @@ impl Executor {
             }
             let registry = reference.registry().to_owned();
             if !clients.contains_key(&registry) {
-                let username = self.settings.registry_username.as_deref();
-                let (credentials, _) =
-                    resolve_credentials(username, &registry, |k| std::env::var(k).ok())
-                        .with_context(|| format!("credentials for {registry}"))?;
-                let options = ClientOptions {
-                    allow_http: self.settings.registry_allow_http,
-                    credentials,
-                    ..ClientOptions::default()
-                };
-                clients.insert(registry.clone(), RegistryClient::new(&registry, options)?);
+                let client = client_from_env(
+                    &registry,
+                    self.settings.registry_username.as_deref(),
+                    self.settings.registry_allow_http,
+                )?;
+                clients.insert(registry.clone(), client);
             }
             match clients[&registry].get_manifest(&reference).await {
                 Ok(manifest) => {

@@ -63,6 +63,24 @@ pub enum CredentialError {
     DockerConfig(#[from] super::auth::DockerConfigError),
 }
 
+/// A client for `registry` with credentials picked by [`resolve_credentials`] from this
+/// process's environment; where they came from (never the secret) is logged.
+pub fn client_from_env(
+    registry: &str,
+    username: Option<&str>,
+    allow_http: bool,
+) -> anyhow::Result<RegistryClient> {
+    let (credentials, source) = resolve_credentials(username, registry, |k| std::env::var(k).ok())
+        .with_context(|| format!("credentials for {registry}"))?;
+    info!(%registry, credentials = ?source, "resolved registry credentials");
+    let options = ClientOptions {
+        allow_http,
+        credentials,
+        ..ClientOptions::default()
+    };
+    Ok(RegistryClient::new(registry, options)?)
+}
+
 /// Picks credentials for `registry`: `username` with a password from the environment, else
 /// the Docker config, else none. `env` is the environment lookup (injected for tests).
 pub fn resolve_credentials(
@@ -102,20 +120,7 @@ pub async fn run_retag(args: &RetagArgs) -> anyhow::Result<RetagOutcome> {
         }
         .into());
     }
-    let (credentials, source) =
-        resolve_credentials(args.username.as_deref(), src.registry(), |k| {
-            std::env::var(k).ok()
-        })
-        .with_context(|| format!("credentials for {}", src.registry()))?;
-    info!(registry = src.registry(), credentials = ?source, "resolved registry credentials");
-    let client = RegistryClient::new(
-        src.registry(),
-        ClientOptions {
-            allow_http: args.allow_http,
-            credentials,
-            ..ClientOptions::default()
-        },
-    )?;
+    let client = client_from_env(src.registry(), args.username.as_deref(), args.allow_http)?;
     let options = RetagOptions {
         allow_blob_copy: args.allow_blob_copy,
     };

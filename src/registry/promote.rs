@@ -11,8 +11,8 @@ use anyhow::Context as _;
 use tracing::{info, warn};
 
 use super::auth::repository_scope;
-use super::client::{ClientOptions, RegistryClient};
-use super::command::resolve_credentials;
+use super::client::RegistryClient;
+use super::command::client_from_env;
 use super::digest::Digest;
 use super::error::RegistryError;
 use super::reference::Reference;
@@ -178,19 +178,7 @@ pub async fn run_promote(
         .first()
         .context("the pipeline has no components to promote")?;
     let registry = Reference::parse(&first.source)?.registry().to_owned();
-    let (credentials, source) = resolve_credentials(args.username.as_deref(), &registry, |k| {
-        std::env::var(k).ok()
-    })
-    .with_context(|| format!("credentials for {registry}"))?;
-    info!(%registry, credentials = ?source, "resolved registry credentials");
-    let client = RegistryClient::new(
-        &registry,
-        ClientOptions {
-            allow_http: args.allow_http,
-            credentials,
-            ..ClientOptions::default()
-        },
-    )?;
+    let client = client_from_env(&registry, args.username.as_deref(), args.allow_http)?;
     let images = resolve_all(&client, &wanted, &args.sha).await?;
     if !dry_run {
         write_all(&client, &images).await?;

@@ -10,8 +10,8 @@ use anyhow::Context as _;
 use tracing::info;
 
 use super::auth::Secret;
-use super::client::{ClientOptions, RegistryClient};
-use super::command::resolve_credentials;
+use super::client::RegistryClient;
+use super::command::client_from_env;
 use super::digest::Digest;
 use super::error::RegistryError;
 use super::packages::{PackageOwner, PackagesClient};
@@ -249,19 +249,7 @@ pub async fn run_prune<D: DeployedDigests>(
     } else {
         None
     };
-    let (credentials, source) = resolve_credentials(args.username.as_deref(), &registry, |k| {
-        std::env::var(k).ok()
-    })
-    .with_context(|| format!("credentials for {registry}"))?;
-    info!(%registry, credentials = ?source, "resolved registry credentials");
-    let client = RegistryClient::new(
-        &registry,
-        ClientOptions {
-            allow_http: args.allow_http,
-            credentials,
-            ..ClientOptions::default()
-        },
-    )?;
+    let client = client_from_env(&registry, args.username.as_deref(), args.allow_http)?;
     let deployed = inputs
         .deployed
         .deployed()
