@@ -234,7 +234,7 @@ fn image_prune(
         }
         None => None,
     };
-    let deployed = GivenDigests::parse(
+    let mut deployed = GivenDigests::parse(
         &args.keep_digests,
         file.as_ref()
             .map(|(name, text)| (name.as_str(), text.as_str())),
@@ -250,6 +250,32 @@ fn image_prune(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    if !args.no_cluster {
+        // Fail closed: pruning without knowing what runs could delete a live image.
+        let namespaces: Vec<String> = pipeline
+            .environments
+            .values()
+            .map(|e| e.namespace.clone())
+            .collect();
+        let in_cluster = runtime.block_on(async {
+            let env = |name: &str| std::env::var(name).ok();
+            let cluster = crate::kube::client::resolve(
+                args.kubeconfig.as_deref(),
+                args.context.as_deref(),
+                &env,
+                runner,
+            )
+            .await?;
+            let client = crate::kube::client::connect(cluster).await?;
+            crate::kube::deployed::read(&client, &namespaces).await
+        })?;
+        tracing::info!(
+            "{} digest(s) deployed in {}",
+            in_cluster.len(),
+            namespaces.join(", ")
+        );
+        deployed.0.extend(in_cluster);
+    }
     let inputs = PruneInputs {
         args,
         deployed: &deployed,

@@ -8,6 +8,7 @@ pub mod apply;
 pub mod checks;
 pub mod client;
 pub mod deploy;
+pub mod deployed;
 pub mod diff;
 pub mod execute;
 pub mod render;

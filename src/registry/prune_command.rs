@@ -70,10 +70,22 @@ pub struct PruneArgs {
     /// Without it, ~/.docker/config.json (or $DOCKER_CONFIG) is used, else no credentials.
     #[arg(long, env = "REGISTRY_USERNAME")]
     pub username: Option<String>,
+    /// Kubeconfig of the cluster whose environments' namespaces are read for deployed
+    /// digests. Otherwise as for `deploy`: the action input `kubeconfig`, KUBECONFIG,
+    /// in-cluster, ~/.kube/config. No reachable cluster stops the prune (fail closed).
+    #[arg(long, value_name = "FILE", conflicts_with = "no_cluster")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context [default: its current-context].
+    #[arg(long, env = "INPUT_CONTEXT", value_name = "NAME")]
+    pub context: Option<String>,
+    /// Read no cluster: only --keep-digest and --keep-digests-file name what is deployed.
+    /// For registries whose images no cluster of this pipeline runs.
+    #[arg(long)]
+    pub no_cluster: bool,
 }
 
-/// The digests running in the environments. The seam the cluster reader plugs into: today
-/// the digests come from flags ([`GivenDigests`]); a Kubernetes implementation reads the
+/// The digests running in the environments: from flags ([`GivenDigests`]), joined in
+/// `run.rs` by those `kube::deployed` reads from the cluster; another source reads the
 /// Deployments' pod templates of every environment.
 pub trait DeployedDigests {
     /// Every digest deployed anywhere. An error stops the prune (fail closed).

@@ -159,6 +159,10 @@ fn prune(dir: &Path, config: &Path, extra: &[&str], env: &[(&str, &str)]) -> Run
         "--allow-http",
     ];
     args.extend_from_slice(extra);
+    // Tests without a cluster say so; the default reads one and fails closed without it.
+    if !extra.contains(&"--kubeconfig") {
+        args.push("--no-cluster");
+    }
     let mut env = env.to_vec();
     env.push(("GITHUB_OUTPUT", output.to_str().unwrap()));
     jisu_in(&args, &env)
@@ -239,8 +243,21 @@ async fn registry_prune_deletes_only_expired_commit_tags_and_keeps_index_childre
     says(&release, "not a commit tag");
     eprintln!("dry-run registry requests: {:?}", method_counts(&lines));
 
+    // The real run learns that p2 is deployed from the cluster: a Deployment in the
+    // environment's namespace runs it.
+    let sim = kube_sim::KubeSim::start(kube_sim::SimOptions::default().time_scale(100.0))
+        .await
+        .unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig).unwrap();
+    deploy_image(&sim, "p", &keep).await;
     let before = server.access_log().len();
-    let run = prune(dir.path(), &config, &["--keep-digest", &keep], &[]);
+    let run = prune(
+        dir.path(),
+        &config,
+        &["--kubeconfig", kubeconfig.to_str().unwrap()],
+        &[],
+    );
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     let lines = server.access_log().split_off(before);
     let counts = method_counts(&lines);
@@ -276,6 +293,48 @@ async fn registry_prune_deletes_only_expired_commit_tags_and_keeps_index_childre
     assert_eq!(run.code, 0, "{}", run.stderr);
     let lines = server.access_log().split_off(before);
     assert_eq!(lines.iter().filter(|l| l.method == "DELETE").count(), 0);
+
+    // No reachable cluster: nothing is listed or deleted, and the error says why.
+    let before = server.access_log().len();
+    let missing = dir.path().join("no-such-kubeconfig");
+    let run = prune(
+        dir.path(),
+        &config,
+        &["--kubeconfig", missing.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("no-such-kubeconfig"), "{}", run.stderr);
+    assert_eq!(server.access_log().len(), before);
+}
+
+/// Creates namespace `ns` and a Deployment in it running `image`, through the API.
+async fn deploy_image(sim: &kube_sim::KubeSim, ns: &str, image: &str) {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::{Api, PostParams};
+    jisu_deploy::tls::ensure_provider();
+    let client = kube::Client::try_from(kube::Config::new(sim.url().parse().unwrap())).unwrap();
+    let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+        .unwrap();
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "api"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "api"}},
+            "template": {
+                "metadata": {"labels": {"app": "api"}},
+                "spec": {"containers": [{"name": "api", "image": image}]}
+            }
+        }
+    }))
+    .unwrap();
+    Api::<Deployment>::namespaced(client, ns)
+        .create(&PostParams::default(), &deployment)
+        .await
+        .unwrap();
 }
 
 #[test]
