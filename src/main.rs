@@ -1,6 +1,7 @@
 //! The `jisu-deploy` binary: parse flags, set up logging, run, map the error to an exit code.
 
 use std::ffi::OsString;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -53,6 +54,8 @@ fn init_logging(level: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never in CI logs or files.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
 }
