@@ -83,7 +83,7 @@ pub enum ImageCommand {
 }
 
 /// Where the event comes from. Inside GitHub Actions the runner's variables fill these in.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct EventArgs {
     /// Webhook payload of the event (JSON), e.g. a file from examples/jisu/events/.
     #[arg(long = "event", env = "GITHUB_EVENT_PATH", value_name = "FILE")]

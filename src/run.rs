@@ -163,7 +163,12 @@ fn image_build(cli: &Cli, args: &crate::registry::build::BuildArgs, runner: &Run
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let built = runtime.block_on(run_build(&specs, &cli.workspace, args, dry_run))?;
+    // The flag wins over the pipeline file's cache repository.
+    let mut args = args.clone();
+    args.cache_repository = args
+        .cache_repository
+        .or_else(|| pipeline.images.cache_reference());
+    let built = runtime.block_on(run_build(&specs, &cli.workspace, &args, dry_run))?;
     for image in &built {
         match image.pinned() {
             Some(pinned) => println!("{}: {pinned}", image.component),

@@ -57,6 +57,19 @@ pub struct Images {
     /// Whether commit tags carry the full 40-character sha or the first 7.
     #[serde(default)]
     pub sha: ShaLength,
+    /// Repository on the same registry used as the build's layer cache (read by every
+    /// build, written by pushed builds), e.g. `jisu/platform-cache`.
+    #[serde(default)]
+    pub cache_repository: Option<String>,
+}
+
+impl Images {
+    /// The cache repository as `registry/path`, if one is set.
+    pub fn cache_reference(&self) -> Option<String> {
+        self.cache_repository
+            .as_ref()
+            .map(|path| format!("{}/{path}", self.registry))
+    }
 }
 
 fn default_registry() -> String {

@@ -82,6 +82,12 @@ pub fn validate(pipeline: &Pipeline, workspace: &dyn Workspace) -> Vec<Violation
         }
     }
 
+    if let Some(cache) = &images.cache_repository
+        && !is_repository(cache)
+    {
+        bad("images.cache_repository".into(), repository_problem(cache));
+    }
+
     if pipeline.components.is_empty() {
         bad(
             "components".into(),

@@ -30,7 +30,7 @@ pub enum Builder {
 }
 
 /// Flags of `jisu-deploy image build`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct BuildArgs {
     /// The event whose tags the images get.
     #[command(flatten)]
@@ -44,7 +44,8 @@ pub struct BuildArgs {
     /// The program that builds.
     #[arg(long, value_enum, default_value_t = Builder::Auto)]
     pub builder: Builder,
-    /// Registry image used as layer cache (read and written), e.g. ghcr.io/jisu/platform-cache.
+    /// Registry image used as layer cache (read and written), e.g. ghcr.io/jisu/platform-cache
+    /// [default: the pipeline file's `images.cache_repository`].
     #[arg(long, value_name = "REPOSITORY")]
     pub cache_repository: Option<String>,
     /// buildah only: storage directory (default: buildah's own). Tests use a temporary one.

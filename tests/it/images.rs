@@ -409,3 +409,42 @@ async fn a_failed_promotion_write_puts_back_the_tags_already_moved() {
     );
     assert_eq!(c.head_manifest(&target("db")).await.unwrap(), Some(new_db));
 }
+
+#[test]
+fn the_pipeline_files_cache_repository_reaches_the_builder() {
+    let event = crate::support::example_event("push-main.json");
+    let args = [
+        "image",
+        "build",
+        "--config",
+        "examples/jisu/jisu-deploy.yml",
+        "--event",
+        event.to_str().unwrap(),
+        "--dry-run",
+        "--push",
+        "--builder",
+        "buildah",
+    ];
+    let run = crate::support::jisu(&args, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let bud = run
+        .stdout
+        .lines()
+        .find(|l| l.contains(" bud "))
+        .expect("a buildah bud line");
+    assert!(
+        bud.contains(
+            "--cache-from ghcr.io/jisu/platform-cache --cache-to ghcr.io/jisu/platform-cache"
+        ),
+        "{bud}"
+    );
+    // The flag wins over the file.
+    let mut flagged = args.to_vec();
+    flagged.extend(["--cache-repository", "ghcr.io/jisu/other-cache"]);
+    let run = crate::support::jisu(&flagged, &[]);
+    assert!(
+        run.stdout.contains("--cache-from ghcr.io/jisu/other-cache"),
+        "{}",
+        run.stdout
+    );
+}
