@@ -22,6 +22,18 @@ pub struct InputProblem {
     pub message: String,
 }
 
+impl InputProblem {
+    /// A problem with no file position or field.
+    pub fn new(source: &str, message: String) -> Self {
+        InputProblem {
+            source: source.to_owned(),
+            position: None,
+            field: None,
+            message,
+        }
+    }
+}
+
 impl fmt::Display for InputProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.source)?;

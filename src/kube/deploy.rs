@@ -314,7 +314,7 @@ fn prepare(cli: &Cli, args: &DeployArgs) -> Result<Prepared, InputError> {
     let sha = match args.sha.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         Some(sha) if is_commit_sha(sha) => sha.to_ascii_lowercase(),
         Some(sha) => {
-            problems.push(problem(
+            problems.push(InputProblem::new(
                 "--sha",
                 format!("`{sha}` is not a commit sha (7 to 40 hex characters)"),
             ));
@@ -322,7 +322,7 @@ fn prepare(cli: &Cli, args: &DeployArgs) -> Result<Prepared, InputError> {
         }
         None => {
             // Also what components without --image are resolved from, so it is always needed.
-            problems.push(problem("--sha", "the commit being deployed is needed for the version label and for components without --image: pass --sha (GITHUB_SHA in Actions)".to_owned()));
+            problems.push(InputProblem::new("--sha", "the commit being deployed is needed for the version label and for components without --image: pass --sha (GITHUB_SHA in Actions)".to_owned()));
             String::new()
         }
     };
@@ -330,7 +330,7 @@ fn prepare(cli: &Cli, args: &DeployArgs) -> Result<Prepared, InputError> {
     for (component, text) in &args.images {
         if !pipeline.components.contains_key(component) {
             let known: Vec<&str> = pipeline.components.keys().map(String::as_str).collect();
-            problems.push(problem(
+            problems.push(InputProblem::new(
                 "--image",
                 format!(
                     "`{component}` is not a component of the pipeline; it has: {}",
@@ -342,10 +342,13 @@ fn prepare(cli: &Cli, args: &DeployArgs) -> Result<Prepared, InputError> {
         match Reference::parse(text) {
             Ok(reference) if reference.digest().is_some() => {
                 if flagged.insert(component.clone(), reference).is_some() {
-                    problems.push(problem("--image", format!("`{component}` is given twice")));
+                    problems.push(InputProblem::new(
+                        "--image",
+                        format!("`{component}` is given twice"),
+                    ));
                 }
             }
-            Ok(reference) => problems.push(problem(
+            Ok(reference) => problems.push(InputProblem::new(
                 "--image",
                 format!(
                     "{component}={text}: `{}` is a mutable tag; give the digest (`{}@sha256:...`)",
@@ -353,7 +356,10 @@ fn prepare(cli: &Cli, args: &DeployArgs) -> Result<Prepared, InputError> {
                     reference.name()
                 ),
             )),
-            Err(err) => problems.push(problem("--image", format!("{component}={text}: {err}"))),
+            Err(err) => problems.push(InputProblem::new(
+                "--image",
+                format!("{component}={text}: {err}"),
+            )),
         }
     }
     if !problems.is_empty() {
@@ -366,15 +372,6 @@ fn prepare(cli: &Cli, args: &DeployArgs) -> Result<Prepared, InputError> {
         sha,
         flagged,
     })
-}
-
-fn problem(source: &str, message: String) -> InputProblem {
-    InputProblem {
-        source: source.to_owned(),
-        position: None,
-        field: None,
-        message,
-    }
 }
 
 fn is_commit_sha(text: &str) -> bool {

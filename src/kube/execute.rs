@@ -207,7 +207,7 @@ impl Executor {
                     info!("{component}: {reference} is {}", manifest.digest);
                     images.insert(component.clone(), reference.with_digest(manifest.digest));
                 }
-                Err(RegistryError::ManifestNotFound { .. }) => missing.push(problem(
+                Err(RegistryError::ManifestNotFound { .. }) => missing.push(InputProblem::new(
                     "--sha",
                     format!(
                         "{component}: no image {reference} on the registry; was commit {} built and pushed?",
@@ -281,21 +281,12 @@ fn unsupported(step: &str, what: &str) -> InputError {
     )
 }
 
-fn problem(source: &str, message: String) -> InputProblem {
-    InputProblem {
-        source: source.to_owned(),
-        position: None,
-        field: None,
-        message,
-    }
-}
-
 /// The `.yaml`/`.yml` files of a manifest folder, in name order (as `kubectl apply -f
 /// DIR/` reads them), named relative to the workspace.
 fn read_manifests(workspace: &Path, folder: &str) -> Result<Vec<ManifestFile>, InputProblem> {
     let dir = workspace.join(folder);
     let entries = std::fs::read_dir(&dir).map_err(|e| {
-        problem(
+        InputProblem::new(
             folder,
             format!("cannot read the manifest folder {}: {e}", dir.display()),
         )
@@ -318,7 +309,7 @@ fn read_manifests(workspace: &Path, folder: &str) -> Result<Vec<ManifestFile>, I
                     source: source.clone(),
                     text,
                 })
-                .map_err(|e| problem(&source, format!("cannot read: {e}")))
+                .map_err(|e| InputProblem::new(&source, format!("cannot read: {e}")))
         })
         .collect()
 }

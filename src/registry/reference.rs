@@ -15,7 +15,8 @@ pub const DOCKER_HUB: &str = "docker.io";
 /// Longest repository name (registry and path) registries accept.
 const MAX_NAME_LEN: usize = 255;
 /// Longest tag allowed by the distribution spec.
-const MAX_TAG_LEN: usize = 128;
+/// The longest tag the OCI distribution spec allows.
+pub(crate) const MAX_TAG_LEN: usize = 128;
 
 /// An image reference that failed to parse, with the input and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -12,11 +12,9 @@
 
 use serde::Serialize;
 
+use super::reference::MAX_TAG_LEN;
 use crate::config::context::{Event, GitRef, RunContext};
 use crate::config::pipeline::{Pipeline, ShaLength, TagScheme};
-
-/// The longest tag the OCI distribution spec allows.
-const MAX_TAG_LEN: usize = 128;
 
 /// The tags one component's image gets in this run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -244,21 +242,11 @@ pub fn sanitize(text: &str) -> String {
     trimmed.chars().take(MAX_TAG_LEN).collect()
 }
 
-/// Whether `tag` follows the OCI tag grammar.
-pub fn is_valid_tag(tag: &str) -> bool {
-    let bytes = tag.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= MAX_TAG_LEN
-        && (bytes[0].is_ascii_alphanumeric() || bytes[0] == b'_')
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(b))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::context::DispatchRequest;
+    use crate::registry::reference::is_valid_tag;
 
     const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
 
