@@ -41,12 +41,13 @@ pub fn headline(plan: &Plan) -> String {
         Event::Schedule { cron: Some(cron) } => format!("schedule `{cron}`"),
         Event::Schedule { cron: None } => "schedule".to_owned(),
     };
+    // `plan` itself changes nothing; the bracket says what a run of this plan would do.
     let mode = if plan.dry_run {
-        "dry run, nothing is changed"
+        "a run would be a dry run"
     } else {
-        "live"
+        "a run would change things"
     };
-    format!("{what} [run mode: {mode}]")
+    format!("{what} [plan only: {mode}]")
 }
 
 fn mark(decision: &Decision) -> &'static str {

@@ -28,7 +28,7 @@ fn outputs_and_summary_are_written_in_actions() {
         ],
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let group = "::group::jisu-deploy plan: push to branch `main` at 9e8d7c6 [run mode: live]\n";
+    let group = "::group::jisu-deploy plan: push to branch `main` at 9e8d7c6 [plan only: a run would change things]\n";
     assert!(run.stdout.starts_with(group), "{}", run.stdout);
     assert!(run.stdout.ends_with("::endgroup::\n"), "{}", run.stdout);
 
