@@ -26,6 +26,13 @@ pub fn run(cli: &Cli, runner: &Runner) -> Result<()> {
     }
 }
 
+/// The async runtime for one command: a single thread is enough for its sequential I/O.
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
 /// The pipeline file's path: `--config`, else the default inside the workspace.
 fn pipeline_path(cli: &Cli) -> PathBuf {
     match &cli.config {
@@ -115,9 +122,7 @@ fn image_retag(args: &crate::registry::RetagArgs, runner: &Runner) -> Result<()>
             runner.mask(&secret);
         }
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = runtime()?;
     let outcome = runtime.block_on(crate::registry::run_retag(args))?;
     println!("{outcome}");
     runner.set_outputs(&[("digest", outcome.digest.to_string())])?;
@@ -160,9 +165,7 @@ fn image_build(cli: &Cli, args: &crate::registry::build::BuildArgs, runner: &Run
         println!("this event builds no images");
         return Ok(());
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = runtime()?;
     // The flag wins over the pipeline file's cache repository.
     let mut args = args.clone();
     args.cache_repository = args
@@ -208,9 +211,7 @@ fn promote(cli: &Cli, args: &crate::registry::promote::PromoteArgs, runner: &Run
     let context = RunContext::resolve(&sources)?;
     let dry_run = cli.dry_run().unwrap_or(runner.in_act);
     let plan = plan::build(&pipeline, &context, dry_run, &path.display().to_string())?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = runtime()?;
     let outcome = runtime.block_on(crate::registry::promote::run_promote(&plan, args, dry_run))?;
     print!("{outcome}");
     runner.set_outputs(&[("digests", serde_json::to_string(&outcome.digests())?)])?;
@@ -252,9 +253,7 @@ fn image_prune(
         runner.mask(token.expose());
     }
     let dry_run = cli.dry_run().unwrap_or(runner.in_act);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = runtime()?;
     if !args.no_cluster {
         // Fail closed: pruning without knowing what runs could delete a live image.
         let namespaces: Vec<String> = pipeline
