@@ -22,7 +22,7 @@ use crate::config::pipeline::{Environment, Strategy};
 use crate::config::{self, Checkout, DEFAULT_PIPELINE_PATH, Pipeline};
 use crate::error::{InputError, InputProblem};
 use crate::github::actions::Runner;
-use crate::plan::{Action, Decision, ImageSource, Step};
+use crate::plan::{self, Action, ImageSource, Step};
 use crate::registry::{Reference, tags};
 
 /// `deploy` flags.
@@ -214,63 +214,10 @@ fn rolling_steps(prepared: &Prepared, args: &DeployArgs) -> Vec<Step> {
             }
         })
         .collect();
-    let workloads = pipeline
-        .components
-        .iter()
-        .map(|(name, c)| c.workload_name(name).to_owned())
-        .collect();
     let timeout = args.timeout.unwrap_or(env.rollout_timeout);
-    let runs = |reason: String| Decision { runs: true, reason };
-    let mut steps = vec![
-        Step {
-            id: "apply".into(),
-            decision: runs("server-side apply with images pinned to digests".into()),
-            action: Action::Apply {
-                namespace: env.namespace.clone(),
-                manifests: env.manifests.clone(),
-                images,
-                replicas: env.replicas.clone(),
-                color: None,
-            },
-        },
-        Step {
-            id: "wait".into(),
-            decision: runs(format!("every Deployment complete within {timeout}")),
-            action: Action::WaitRollout {
-                namespace: env.namespace.clone(),
-                workloads,
-                color: None,
-                timeout: timeout.to_string(),
-            },
-        },
-        Step {
-            id: "checks".into(),
-            decision: if env.checks.is_empty() {
-                Decision {
-                    runs: false,
-                    reason: format!("no `environments.{}.checks`", prepared.env_name),
-                }
-            } else {
-                runs(format!(
-                    "{} HTTP check(s) against {}",
-                    env.checks.len(),
-                    env.url
-                ))
-            },
-            action: Action::HttpChecks {
-                base_url: env.url.clone(),
-                checks: env.checks.clone(),
-            },
-        },
-    ];
+    let mut steps = plan::rolling_steps(pipeline, &prepared.env_name, env, images, timeout);
     if let Some(command) = &env.command {
-        let mut command = command.clone();
-        command.env.insert("JISU_ENV_URL".into(), env.url.clone());
-        steps.push(Step {
-            id: "command".into(),
-            decision: runs(format!("`{}` runs against {}", command.name, env.url)),
-            action: Action::RunCommand { command },
-        });
+        steps.push(plan::command_step(command, env));
     }
     steps
 }

@@ -7,6 +7,8 @@
 pub mod render;
 mod steps;
 
+pub use steps::{command_step, rolling_steps};
+
 use std::collections::BTreeMap;
 
 use serde::Serialize;

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use super::{Action, ColorRole, Decision, ImageSource, Job, Promotion, Step, short};
 use crate::config::context::{Event, RunContext};
+use crate::config::duration::HumanDuration;
 use crate::config::pipeline::{Command, Environment, Pipeline, Strategy};
 use crate::registry::tags;
 
@@ -176,44 +177,16 @@ pub(super) fn deploy_job(
             lease: lease(env_name),
         },
     )];
-    let checks = || Action::HttpChecks {
-        base_url: env.url.clone(),
-        checks: env.checks.clone(),
-    };
-    let checks_decision = if env.checks.is_empty() {
-        Decision::skip(format!("no `environments.{env_name}.checks`"))
-    } else {
-        Decision::run(format!(
-            "{} HTTP check(s) against {}",
-            env.checks.len(),
-            env.url
-        ))
-    };
     let timeout = env.rollout_timeout.to_string();
     match env.strategy {
         Strategy::Rolling => {
-            steps.push(step(
-                "apply",
-                Decision::run("server-side apply with images pinned to digests"),
-                Action::Apply {
-                    namespace: ns.clone(),
-                    manifests: env.manifests.clone(),
-                    images,
-                    replicas: env.replicas.clone(),
-                    color: None,
-                },
+            steps.extend(rolling_steps(
+                pipeline,
+                env_name,
+                env,
+                images,
+                env.rollout_timeout,
             ));
-            steps.push(step(
-                "wait",
-                Decision::run(format!("every Deployment complete within {timeout}")),
-                Action::WaitRollout {
-                    namespace: ns.clone(),
-                    workloads: workloads(pipeline),
-                    color: None,
-                    timeout,
-                },
-            ));
-            steps.push(step("checks", checks_decision, checks()));
         }
         Strategy::BlueGreen => {
             let bg = env.blue_green.clone().unwrap_or_else(default_blue_green);
@@ -317,7 +290,63 @@ fn default_blue_green() -> crate::config::pipeline::BlueGreen {
     serde_yaml::from_str("{}").expect("every blue_green field has a default")
 }
 
-fn command_step(command: &Command, env: &Environment) -> Step {
+/// The core of a rolling deploy: apply with pinned images, wait within `timeout`, then the
+/// environment's HTTP checks. Shared by the plan and by `deploy`, which runs these steps.
+pub fn rolling_steps(
+    pipeline: &Pipeline,
+    env_name: &str,
+    env: &Environment,
+    images: Vec<ImageSource>,
+    timeout: HumanDuration,
+) -> Vec<Step> {
+    vec![
+        step(
+            "apply",
+            Decision::run("server-side apply with images pinned to digests"),
+            Action::Apply {
+                namespace: env.namespace.clone(),
+                manifests: env.manifests.clone(),
+                images,
+                replicas: env.replicas.clone(),
+                color: None,
+            },
+        ),
+        step(
+            "wait",
+            Decision::run(format!("every Deployment complete within {timeout}")),
+            Action::WaitRollout {
+                namespace: env.namespace.clone(),
+                workloads: workloads(pipeline),
+                color: None,
+                timeout: timeout.to_string(),
+            },
+        ),
+        checks_step("checks", env_name, env, &env.url),
+    ]
+}
+
+/// HTTP checks of `env` against `base_url`, skipped when the environment has none.
+fn checks_step(id: &str, env_name: &str, env: &Environment, base_url: &str) -> Step {
+    let decision = if env.checks.is_empty() {
+        Decision::skip(format!("no `environments.{env_name}.checks`"))
+    } else {
+        Decision::run(format!(
+            "{} HTTP check(s) against {base_url}",
+            env.checks.len()
+        ))
+    };
+    step(
+        id,
+        decision,
+        Action::HttpChecks {
+            base_url: base_url.to_owned(),
+            checks: env.checks.clone(),
+        },
+    )
+}
+
+/// The environment's command (e.g. integration tests), given `JISU_ENV_URL`.
+pub fn command_step(command: &Command, env: &Environment) -> Step {
     let mut command = command.clone();
     command
         .env
