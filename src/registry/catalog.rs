@@ -4,7 +4,7 @@
 use reqwest::StatusCode;
 use reqwest::header::LINK;
 
-use super::client::RegistryClient;
+use super::client::{RegistryClient, read_body};
 use super::counter::RequestKind;
 use super::digest::Digest;
 use super::error::RegistryError;
@@ -71,13 +71,7 @@ impl RegistryClient {
                 .get(LINK)
                 .and_then(|v| v.to_str().ok())
                 .and_then(next_link);
-            let body = response
-                .bytes()
-                .await
-                .map_err(|source| RegistryError::Transport {
-                    operation: operation.clone(),
-                    source,
-                })?;
+            let body = read_body(response, &operation).await?;
             let page: Page =
                 serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
                     operation: operation.clone(),
@@ -107,13 +101,7 @@ impl RegistryClient {
         if response.status() != StatusCode::OK {
             return Err(self.failure(&operation, response).await);
         }
-        let body = response
-            .bytes()
-            .await
-            .map_err(|source| RegistryError::Transport {
-                operation: operation.clone(),
-                source,
-            })?;
+        let body = read_body(response, &operation).await?;
         if body.len() > MAX_CONFIG_BYTES {
             return Err(RegistryError::Protocol {
                 operation,

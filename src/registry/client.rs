@@ -405,13 +405,7 @@ impl RegistryClient {
             })?;
         let status = response.status();
         debug!(status = status.as_u16(), realm = %realm.realm, ?scopes, "token request");
-        let body = response
-            .bytes()
-            .await
-            .map_err(|source| RegistryError::Transport {
-                operation: format!("token request to {}", realm.realm),
-                source,
-            })?;
+        let body = read_body(response, &format!("token request to {}", realm.realm)).await?;
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(self.unauthorized(operation, summarize_error_body(&body)));
         }
@@ -502,13 +496,7 @@ impl RegistryClient {
         }
         let content_type = header_string(response.headers(), CONTENT_TYPE.as_str());
         let claimed = content_digest(response.headers());
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|source| RegistryError::Transport {
-                operation: operation.clone(),
-                source,
-            })?;
+        let bytes = read_body(response, &operation).await?;
         let digest = Digest::of(&bytes);
         for expected in [claimed.as_ref(), reference.digest()].into_iter().flatten() {
             if *expected != digest {
@@ -593,6 +581,18 @@ pub(super) fn content_digest(headers: &HeaderMap) -> Option<Digest> {
             None
         }
     }
+}
+
+/// Reads a whole response body; a connection that breaks meanwhile is a transport error of
+/// `operation`.
+pub(super) async fn read_body(response: Response, operation: &str) -> Result<Bytes, RegistryError> {
+    response
+        .bytes()
+        .await
+        .map_err(|source| RegistryError::Transport {
+            operation: operation.to_owned(),
+            source,
+        })
 }
 
 #[cfg(test)]
