@@ -51,7 +51,7 @@ fn load_inputs(cli: &Cli, event: &EventArgs) -> Result<(Pipeline, RunContext, St
 /// Gathers flags and runner variables; reading the payload is the only I/O.
 fn context_sources(args: &EventArgs) -> Result<ContextSources, InputError> {
     let event_payload = match &args.event_path {
-        Some(path) => Some(read_payload(path)?),
+        Some(path) => Some(read_input(path, "the event payload")?),
         None => None,
     };
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -67,12 +67,13 @@ fn context_sources(args: &EventArgs) -> Result<ContextSources, InputError> {
     })
 }
 
-fn read_payload(path: &Path) -> Result<String, InputError> {
+/// Reads an input file named by a flag; failing is bad input that names `what` it held.
+fn read_input(path: &Path, what: &str) -> Result<String, InputError> {
     std::fs::read_to_string(path).map_err(|err| {
         InputError::new(
             path.display().to_string(),
             None,
-            format!("cannot read the event payload: {err}"),
+            format!("cannot read {what}: {err}"),
         )
     })
 }
@@ -227,17 +228,10 @@ fn image_prune(
     let path = pipeline_path(cli);
     let pipeline = config::load(&path, &Checkout::new(&cli.workspace))?;
     let file = match &args.keep_digests_file {
-        Some(file) => {
-            let name = file.display().to_string();
-            let text = std::fs::read_to_string(file).map_err(|err| {
-                InputError::new(
-                    &name,
-                    None,
-                    format!("cannot read the deployed digests: {err}"),
-                )
-            })?;
-            Some((name, text))
-        }
+        Some(file) => Some((
+            file.display().to_string(),
+            read_input(file, "the deployed digests")?,
+        )),
         None => None,
     };
     let mut deployed = GivenDigests::parse(

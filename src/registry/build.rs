@@ -109,17 +109,24 @@ fn buildah_globals(settings: &BuilderSettings) -> Vec<String> {
     argv
 }
 
-/// `buildah bud` for one image: every tag, label and build argument as its own argument.
-pub fn buildah_build_argv(spec: &BuildSpec, settings: &BuilderSettings) -> Vec<String> {
-    let mut argv = buildah_globals(settings);
-    argv.extend(["bud", "--isolation", "chroot", "--format", "oci", "--file"].map(str::to_owned));
+/// What buildah and docker both take for one image: the Dockerfile, every tag, label and
+/// build argument, each as its own argument.
+fn push_spec(argv: &mut Vec<String>, spec: &BuildSpec) {
+    argv.push("--file".to_owned());
     argv.push(spec.dockerfile.clone());
     for tag in &spec.tags {
         argv.push("--tag".to_owned());
         argv.push(tag.clone());
     }
-    push_pairs(&mut argv, "--label", &spec.labels);
-    push_pairs(&mut argv, "--build-arg", &spec.build_args);
+    push_pairs(argv, "--label", &spec.labels);
+    push_pairs(argv, "--build-arg", &spec.build_args);
+}
+
+/// `buildah bud` for one image: every tag, label and build argument as its own argument.
+pub fn buildah_build_argv(spec: &BuildSpec, settings: &BuilderSettings) -> Vec<String> {
+    let mut argv = buildah_globals(settings);
+    argv.extend(["bud", "--isolation", "chroot", "--format", "oci"].map(str::to_owned));
+    push_spec(&mut argv, spec);
     if let Some(cache) = &settings.cache_repository {
         argv.extend([
             "--layers".to_owned(),
@@ -154,16 +161,8 @@ pub fn docker_build_argv(
     settings: &BuilderSettings,
     metadata_file: &Path,
 ) -> Vec<String> {
-    let mut argv = ["docker", "buildx", "build", "--file"]
-        .map(str::to_owned)
-        .to_vec();
-    argv.push(spec.dockerfile.clone());
-    for tag in &spec.tags {
-        argv.push("--tag".to_owned());
-        argv.push(tag.clone());
-    }
-    push_pairs(&mut argv, "--label", &spec.labels);
-    push_pairs(&mut argv, "--build-arg", &spec.build_args);
+    let mut argv = ["docker", "buildx", "build"].map(str::to_owned).to_vec();
+    push_spec(&mut argv, spec);
     if let Some(cache) = &settings.cache_repository {
         argv.push("--cache-from".to_owned());
         argv.push(format!("type=registry,ref={cache}"));
