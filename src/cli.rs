@@ -57,7 +57,7 @@ pub enum Command {
     Image(ImageCommand),
     /// Move an environment's tag onto the images built for a commit, all or none, and print
     /// the digests `deploy` pins (what `workflow_dispatch` promotion calls).
-    Promote(crate::registry::promote::PromoteArgs),
+    Promote(crate::images::promote::PromoteArgs),
     /// Deploy an environment (rolling): server-side apply of its manifests with images
     /// pinned to digests, wait for every rollout, run its checks. Exit 1 if any fails.
     Deploy(crate::kube::deploy::DeployArgs),
@@ -71,15 +71,15 @@ pub enum ImageCommand {
     /// Point DST at the image SRC names, on the same registry: one manifest read and one
     /// write of the identical bytes (blobs mounted across repositories, never re-uploaded).
     /// Running it again changes nothing. Prints the digest; in Actions also the output `digest`.
-    Retag(crate::registry::RetagArgs),
+    Retag(crate::images::credentials::RetagArgs),
     /// Build each component's image with the event's tags and labels; with --push, push it
     /// and print the pushed digest (output `digests`: component -> repository@digest).
-    Build(crate::registry::build::BuildArgs),
+    Build(crate::images::build::BuildArgs),
     /// Delete image versions the pipeline's `retention:` no longer keeps. Keeps environment
     /// tags, `latest`, other non-commit tags, the newest N commit tags per component, every
     /// deployed digest, attestations and children of kept indexes; fails closed. With
     /// --dry-run lists every version with keep/delete and why.
-    Prune(crate::registry::prune_command::PruneArgs),
+    Prune(crate::images::prune_command::PruneArgs),
 }
 
 /// Where the event comes from. Inside GitHub Actions the runner's variables fill these in.

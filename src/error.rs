@@ -86,8 +86,8 @@ pub fn exit_code(error: &anyhow::Error) -> i32 {
     let bad_input = error.chain().any(|cause| {
         cause.is::<InputError>()
             || cause.is::<clap::Error>()
-            || cause.is::<crate::registry::ReferenceError>()
-            || cause.is::<crate::registry::command::CredentialError>()
+            || cause.is::<crate::oci::ReferenceError>()
+            || cause.is::<crate::images::credentials::CredentialError>()
     });
     if bad_input {
         EXIT_BAD_INPUT

@@ -9,8 +9,8 @@ use crate::config::context::{ContextSources, RunContext};
 use crate::config::{self, Checkout, DEFAULT_PIPELINE_PATH, Pipeline};
 use crate::error::InputError;
 use crate::github::actions::Runner;
+use crate::images::tags;
 use crate::plan::{self, render};
-use crate::registry::tags;
 use crate::report::summary;
 
 /// Runs `cli`, printing to stdout; errors carry what the exit code needs.
@@ -115,16 +115,16 @@ fn plan(cli: &Cli, args: &PlanArgs, runner: &Runner) -> Result<()> {
     Ok(())
 }
 
-fn image_retag(args: &crate::registry::RetagArgs, runner: &Runner) -> Result<()> {
+fn image_retag(args: &crate::images::credentials::RetagArgs, runner: &Runner) -> Result<()> {
     // A password handed over in a variable may not be a registered secret (a step output,
     // say): mask it before anything could print it.
-    for var in crate::registry::command::PASSWORD_ENV {
+    for var in crate::images::credentials::PASSWORD_ENV {
         if let Ok(secret) = std::env::var(var) {
             runner.mask(&secret);
         }
     }
     let runtime = runtime()?;
-    let outcome = runtime.block_on(crate::registry::run_retag(args))?;
+    let outcome = runtime.block_on(crate::images::credentials::run_retag(args))?;
     println!("{outcome}");
     runner.set_outputs(&[("digest", outcome.digest.to_string())])?;
     Ok(())
@@ -153,8 +153,8 @@ fn image_tags(cli: &Cli, args: &TagsArgs) -> Result<()> {
     Ok(())
 }
 
-fn image_build(cli: &Cli, args: &crate::registry::build::BuildArgs, runner: &Runner) -> Result<()> {
-    use crate::registry::build_command::{build_specs, digests_output, run_build};
+fn image_build(cli: &Cli, args: &crate::images::build::BuildArgs, runner: &Runner) -> Result<()> {
+    use crate::images::build_command::{build_specs, digests_output, run_build};
     let (pipeline, context, source) = load_inputs(cli, &args.event)?;
     let dry_run = cli.dry_run().unwrap_or(runner.in_act);
     let plan = plan::build(&pipeline, &context, dry_run, &source)?;
@@ -187,7 +187,7 @@ fn image_build(cli: &Cli, args: &crate::registry::build::BuildArgs, runner: &Run
     Ok(())
 }
 
-fn promote(cli: &Cli, args: &crate::registry::promote::PromoteArgs, runner: &Runner) -> Result<()> {
+fn promote(cli: &Cli, args: &crate::images::promote::PromoteArgs, runner: &Runner) -> Result<()> {
     let path = pipeline_path(cli);
     let pipeline = config::load(&path, &Checkout::new(&cli.workspace))?;
     let sources = ContextSources {
@@ -213,7 +213,7 @@ fn promote(cli: &Cli, args: &crate::registry::promote::PromoteArgs, runner: &Run
     let dry_run = cli.dry_run().unwrap_or(runner.in_act);
     let plan = plan::build(&pipeline, &context, dry_run, &path.display().to_string())?;
     let runtime = runtime()?;
-    let outcome = runtime.block_on(crate::registry::promote::run_promote(&plan, args, dry_run))?;
+    let outcome = runtime.block_on(crate::images::promote::run_promote(&plan, args, dry_run))?;
     print!("{outcome}");
     runner.set_outputs(&[("digests", serde_json::to_string(&outcome.digests())?)])?;
     Ok(())
@@ -221,10 +221,10 @@ fn promote(cli: &Cli, args: &crate::registry::promote::PromoteArgs, runner: &Run
 
 fn image_prune(
     cli: &Cli,
-    args: &crate::registry::prune_command::PruneArgs,
+    args: &crate::images::prune_command::PruneArgs,
     runner: &Runner,
 ) -> Result<()> {
-    use crate::registry::prune_command::{GivenDigests, PruneInputs, run_prune};
+    use crate::images::prune_command::{GivenDigests, PruneInputs, run_prune};
     let path = pipeline_path(cli);
     let pipeline = config::load(&path, &Checkout::new(&cli.workspace))?;
     let file = match &args.keep_digests_file {
@@ -242,7 +242,7 @@ fn image_prune(
     let github_token = std::env::var("GITHUB_TOKEN")
         .ok()
         .filter(|t| !t.is_empty())
-        .map(crate::registry::Secret::new);
+        .map(crate::oci::Secret::new);
     if let Some(token) = &github_token {
         runner.mask(token.expose());
     }

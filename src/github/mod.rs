@@ -2,3 +2,4 @@
 //! (and, in later versions, check runs and deployment records through the REST API).
 
 pub mod actions;
+pub mod packages;

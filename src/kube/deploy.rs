@@ -22,8 +22,9 @@ use crate::config::pipeline::{Environment, Strategy};
 use crate::config::{self, Checkout, DEFAULT_PIPELINE_PATH, Pipeline};
 use crate::error::{InputError, InputProblem};
 use crate::github::actions::Runner;
+use crate::images::tags;
+use crate::oci::Reference;
 use crate::plan::{self, Action, ImageSource, Step};
-use crate::registry::{Reference, tags};
 
 /// `deploy` flags.
 #[derive(Debug, Clone, clap::Args)]

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use serde_json::Value;
 
-use crate::registry::Digest;
+use crate::oci::Digest;
 
 /// Digests named by `objects` (Deployments, ReplicaSets, Pods as JSON): pinned
 /// `repo@sha256:` images in pod templates and pod specs, and the `imageID` the kubelet

@@ -21,9 +21,10 @@ use super::watch;
 use crate::config::duration::HumanDuration;
 use crate::config::pipeline::{Command, Pipeline};
 use crate::error::{InputError, InputProblem};
+use crate::images::credentials::client_from_env;
+use crate::images::tags;
+use crate::oci::{Reference, RegistryClient, RegistryError};
 use crate::plan::{Action, ImageSource, Step};
-use crate::registry::command::client_from_env;
-use crate::registry::{Reference, RegistryClient, RegistryError, tags};
 
 /// What every action shares.
 #[derive(Debug, Clone)]

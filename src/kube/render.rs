@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::registry::Reference;
+use crate::oci::Reference;
 
 /// Label naming the tool that applied an object; pruning only ever looks at these.
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";

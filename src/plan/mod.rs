@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::config::context::{DispatchRequest, Event, GitRef, RunContext};
 use crate::config::pipeline::{BackupTarget, Command, HttpCheck, Pipeline};
 use crate::error::InputError;
-use crate::registry::tags;
+use crate::images::tags;
 
 /// Version of the plan's JSON form; bumped on any incompatible change.
 pub const PLAN_SCHEMA_VERSION: u32 = 1;

@@ -6,7 +6,7 @@ use super::{Action, ColorRole, Decision, ImageSource, Job, Promotion, Step, shor
 use crate::config::context::{Event, RunContext};
 use crate::config::duration::HumanDuration;
 use crate::config::pipeline::{Command, Environment, Pipeline, Strategy};
-use crate::registry::tags;
+use crate::images::tags;
 
 fn step(id: &str, decision: Decision, action: Action) -> Step {
     Step {

@@ -1000,12 +1000,12 @@ environments:
 
 /// Pushes a minimal OCI image (empty config, no layers) under `tag`; returns its digest.
 async fn push_minimal_image(
-    client: &jisu_deploy::registry::RegistryClient,
+    client: &jisu_deploy::oci::RegistryClient,
     registry: &str,
     tag: &str,
     label: &str,
 ) -> String {
-    use jisu_deploy::registry::{Digest, Reference};
+    use jisu_deploy::oci::{Digest, Reference};
     let config = bytes::Bytes::from(format!(
         r#"{{"config":{{"Labels":{{"component":"{label}"}}}}}}"#
     ));
@@ -1034,7 +1034,7 @@ async fn push_minimal_image(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sha_tags_are_resolved_to_digests_on_the_registry_and_a_missing_one_is_refused() {
-    use jisu_deploy::registry::{ClientOptions, RegistryClient};
+    use jisu_deploy::oci::{ClientOptions, RegistryClient};
     let registry =
         tokio::task::spawn_blocking(crate::support::registry_server::RegistryServer::start)
             .await

@@ -8,7 +8,7 @@ mod prune;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use jisu_deploy::registry::{ClientOptions, Digest, Reference, RegistryClient};
+use jisu_deploy::oci::{ClientOptions, Digest, Reference, RegistryClient};
 
 use crate::support::registry_server::RegistryServer;
 use crate::support::{Run, repo_root};
@@ -333,7 +333,7 @@ fn promote_validates_inputs_before_touching_the_registry() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_promotion_write_puts_back_the_tags_already_moved() {
-    use jisu_deploy::registry::promote::{PromoteError, Resolved, write_all};
+    use jisu_deploy::images::promote::{PromoteError, Resolved, write_all};
     let server = RegistryServer::start();
     let c = client(&server);
     let repo = |name: &str| Reference::parse(&format!("{}/jisu/{name}:x", server.host())).unwrap();

@@ -8,9 +8,9 @@ mod token_server;
 use std::process::Command;
 use std::time::Instant;
 
-use jisu_deploy::registry::client::BearerRealm;
-use jisu_deploy::registry::command::{RetagArgs, run_retag};
-use jisu_deploy::registry::{
+use jisu_deploy::images::credentials::{RetagArgs, run_retag};
+use jisu_deploy::oci::client::BearerRealm;
+use jisu_deploy::oci::{
     ClientOptions, Credentials, Reference, RegistryClient, RegistryError, RequestKind,
     RetagOptions, retag,
 };
@@ -154,7 +154,7 @@ async fn multi_arch_index_with_attestation_arrives_byte_identical() {
     let out = retag(&c, &src, &dst, &RetagOptions::default())
         .await
         .unwrap();
-    assert_eq!(out.digest, jisu_deploy::registry::Digest::of(&multi.index));
+    assert_eq!(out.digest, jisu_deploy::oci::Digest::of(&multi.index));
     assert_eq!(out.manifests_written, 4, "amd64, arm64, attestation, index");
     assert_eq!(
         out.blobs_mounted, 8,
@@ -163,7 +163,7 @@ async fn multi_arch_index_with_attestation_arrives_byte_identical() {
     assert_eq!(out.blob_bytes_copied, 0);
     assert_eq!(
         out.media_type.as_deref(),
-        Some(jisu_deploy::registry::manifest::OCI_INDEX)
+        Some(jisu_deploy::oci::manifest::OCI_INDEX)
     );
 
     assert_eq!(skopeo_raw(&dst, None), multi.index.to_vec(), "index bytes");
@@ -214,7 +214,7 @@ async fn image_pushed_by_skopeo_from_an_oci_layout_retags_unchanged() {
         .unwrap();
     assert!(out.written);
     assert_eq!(skopeo_raw(&dst, None), pushed);
-    assert_eq!(out.digest, jisu_deploy::registry::Digest::of(&pushed));
+    assert_eq!(out.digest, jisu_deploy::oci::Digest::of(&pushed));
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use jisu_deploy::registry::Digest;
+use jisu_deploy::oci::Digest;
 use serde_json::json;
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use jisu_deploy::registry::manifest::{OCI_INDEX, OCI_MANIFEST};
-use jisu_deploy::registry::{ClientOptions, Digest, Reference, RegistryClient};
+use jisu_deploy::oci::manifest::{OCI_INDEX, OCI_MANIFEST};
+use jisu_deploy::oci::{ClientOptions, Digest, Reference, RegistryClient};
 use serde_json::json;
 
 use super::packages_fake::{FakePackages, FakeVersion};

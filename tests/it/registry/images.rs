@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use jisu_deploy::registry::manifest::{OCI_INDEX, OCI_MANIFEST};
-use jisu_deploy::registry::{Digest, Reference, RegistryClient};
+use jisu_deploy::oci::manifest::{OCI_INDEX, OCI_MANIFEST};
+use jisu_deploy::oci::{Digest, Reference, RegistryClient};
 use serde_json::{Value, json};
 
 const LAYER_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";

@@ -305,7 +305,7 @@ impl TreeCopy<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::manifest::{DOCKER_MANIFEST, OCI_INDEX};
+    use crate::oci::manifest::{DOCKER_MANIFEST, OCI_INDEX};
 
     fn r(s: &str) -> Reference {
         Reference::parse(s).unwrap()

@@ -10,13 +10,13 @@ use std::fmt;
 use anyhow::Context as _;
 use tracing::{info, warn};
 
-use super::auth::repository_scope;
-use super::client::RegistryClient;
-use super::command::client_from_env;
-use super::digest::Digest;
-use super::error::RegistryError;
-use super::reference::Reference;
-use super::retag::{RetagOptions, retag};
+use super::credentials::client_from_env;
+use crate::oci::auth::repository_scope;
+use crate::oci::client::RegistryClient;
+use crate::oci::digest::Digest;
+use crate::oci::error::RegistryError;
+use crate::oci::reference::Reference;
+use crate::oci::retag::{RetagOptions, retag};
 use crate::plan::{Action, Plan, Promotion};
 
 /// Flags of `jisu-deploy promote`.

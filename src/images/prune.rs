@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
-use super::digest::Digest;
+use crate::oci::digest::Digest;
 
 /// How a version is deleted.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -393,7 +393,7 @@ fn delete_reason(version: &Version, rules: &Rules) -> String {
 /// Reads what retention needs from a manifest: its kind, its children, and whether it is an
 /// attestation (a `subject`, an `artifactType`, or in-toto / cosign content).
 pub fn manifest_facts(content_type: Option<&str>, body: &[u8]) -> ManifestFacts {
-    use super::manifest::{ManifestKind, manifest_kind};
+    use crate::oci::manifest::{ManifestKind, manifest_kind};
     let kind = match manifest_kind(content_type, body) {
         Ok(kind) => kind,
         Err(err) => {

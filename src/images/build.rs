@@ -12,9 +12,9 @@ use std::process::Command;
 use anyhow::{Context as _, bail};
 use serde::Serialize;
 
-use super::auth::Credentials;
-use super::digest::Digest;
-use super::reference::Reference;
+use crate::oci::auth::Credentials;
+use crate::oci::digest::Digest;
+use crate::oci::reference::Reference;
 
 /// Which program builds the images.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]

@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use tracing::info;
 
-use super::auth::{Credentials, docker_config_path, load_docker_credentials};
-use super::client::{ClientOptions, RegistryClient};
-use super::error::RegistryError;
-use super::reference::Reference;
-use super::retag::{RetagOptions, RetagOutcome, retag};
+use crate::oci::auth::{Credentials, docker_config_path, load_docker_credentials};
+use crate::oci::client::{ClientOptions, RegistryClient};
+use crate::oci::error::RegistryError;
+use crate::oci::reference::Reference;
+use crate::oci::retag::{RetagOptions, RetagOutcome, retag};
 
 /// Environment variables read for the password, in order. Passwords are never accepted
 /// as command-line arguments, where `ps` and shell history would show them.
@@ -60,7 +60,7 @@ pub enum CredentialError {
     },
     /// The Docker config could not be used.
     #[error(transparent)]
-    DockerConfig(#[from] super::auth::DockerConfigError),
+    DockerConfig(#[from] crate::oci::auth::DockerConfigError),
 }
 
 /// A client for `registry` with credentials picked by [`resolve_credentials`] from this

@@ -11,8 +11,8 @@ use octocrab::Octocrab;
 use octocrab::models::packages::{PackageType, PackageVersion};
 use octocrab::service::middleware::retry::{NoOpRateLimitMetrics, RetryConfig};
 
-use super::auth::Secret;
-use super::prune::{Version, VersionId};
+use crate::images::prune::{Version, VersionId};
+use crate::oci::auth::Secret;
 
 /// Versions asked for per page (the API's maximum).
 const PER_PAGE: u8 = 100;

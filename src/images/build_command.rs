@@ -12,11 +12,11 @@ use super::build::{
     buildah_push_argv, digest_from_digest_file, digest_from_docker_metadata, docker_build_argv,
     resolve_builder, run_argv,
 };
-use super::client::{ClientOptions, RegistryClient};
-use super::command::resolve_credentials;
-use super::reference::Reference;
-use super::retag::{RetagOptions, retag};
+use super::credentials::resolve_credentials;
 use crate::error::InputError;
+use crate::oci::client::{ClientOptions, RegistryClient};
+use crate::oci::reference::Reference;
+use crate::oci::retag::{RetagOptions, retag};
 use crate::plan::{Action, Plan};
 
 /// The label recording when the image was built; set at run time so plans stay stable.
@@ -128,7 +128,7 @@ pub async fn run_build(
         })
         .with_context(|| format!("credentials for {registry}"))?
     } else {
-        (None, super::command::CredentialSource::Anonymous)
+        (None, super::credentials::CredentialSource::Anonymous)
     };
     info!(%registry, credentials = ?source, "resolved registry credentials");
     // Probing (`docker info`, `buildah --version`) changes nothing, so a dry run shows the
@@ -363,7 +363,7 @@ environments:
 
     #[test]
     fn digests_output_lists_only_pushed_images() {
-        let d = super::super::digest::Digest::of(b"x");
+        let d = crate::oci::digest::Digest::of(b"x");
         let out = digests_output(&[
             Built {
                 component: "a".into(),

@@ -12,9 +12,9 @@
 
 use serde::Serialize;
 
-use super::reference::MAX_TAG_LEN;
 use crate::config::context::{Event, GitRef, RunContext};
 use crate::config::pipeline::{Pipeline, ShaLength, TagScheme};
+use crate::oci::reference::MAX_TAG_LEN;
 
 /// The tags one component's image gets in this run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -246,7 +246,7 @@ pub fn sanitize(text: &str) -> String {
 mod tests {
     use super::*;
     use crate::config::context::DispatchRequest;
-    use crate::registry::reference::is_valid_tag;
+    use crate::oci::reference::is_valid_tag;
 
     const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
 

@@ -9,20 +9,20 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use tracing::info;
 
-use super::auth::Secret;
-use super::client::RegistryClient;
-use super::command::client_from_env;
-use super::digest::Digest;
-use super::error::RegistryError;
-use super::packages::{PackageOwner, PackagesClient};
+use super::credentials::client_from_env;
 use super::prune::{
     CommitTagRule, Listing, ManifestFacts, Rules, Verdict, Version, VersionId, decide,
     manifest_facts,
 };
-use super::reference::Reference;
 use super::tags;
 use crate::config::pipeline::{Pipeline, ShaLength};
 use crate::error::InputError;
+use crate::github::packages::{PackageOwner, PackagesClient};
+use crate::oci::auth::Secret;
+use crate::oci::client::RegistryClient;
+use crate::oci::digest::Digest;
+use crate::oci::error::RegistryError;
+use crate::oci::reference::Reference;
 
 /// Where versions are listed and deleted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -274,7 +274,7 @@ pub async fn run_prune<D: DeployedDigests>(
         rules.deployed = deployed.clone();
         // A token service grants manifest deletes only for the `delete` action.
         let scope = if inputs.dry_run || packages.is_some() {
-            super::auth::repository_scope(reference.repository(), false)
+            crate::oci::auth::repository_scope(reference.repository(), false)
         } else {
             format!("repository:{}:pull,delete", reference.repository())
         };
