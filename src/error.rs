@@ -81,10 +81,24 @@ impl fmt::Display for InputError {
     }
 }
 
+/// A run whose step failed (exit 1), or whose first failure was bad input found before
+/// anything was changed (exit 2).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct RunFailed {
+    /// The first failure, as `job/step: error`.
+    pub message: String,
+    /// The failure was bad input and nothing had been changed.
+    pub bad_input: bool,
+}
+
 /// The exit code for an error that ended the run.
 pub fn exit_code(error: &anyhow::Error) -> i32 {
     let bad_input = error.chain().any(|cause| {
-        cause.is::<InputError>()
+        cause
+            .downcast_ref::<RunFailed>()
+            .is_some_and(|r| r.bad_input)
+            || cause.is::<InputError>()
             || cause.is::<clap::Error>()
             || cause.is::<crate::oci::ReferenceError>()
             || cause.is::<crate::images::credentials::CredentialError>()

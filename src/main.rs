@@ -24,7 +24,7 @@ fn main() -> ExitCode {
     };
     init_logging(&cli.log_level);
     let runner = Runner::from_env();
-    match jisu_deploy::run::run(&cli, &runner) {
+    match jisu_deploy::commands::run(&cli, runner.clone()) {
         Ok(()) => ExitCode::from(error::EXIT_OK as u8),
         Err(err) => {
             report(&err, &runner);

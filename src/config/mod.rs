@@ -49,14 +49,41 @@ impl Workspace for Checkout {
     }
 }
 
+/// Largest input file read (pipeline file, event payload, digests): far above any real
+/// one, low enough that a wrong path cannot exhaust memory.
+pub const MAX_INPUT_FILE: u64 = 8 << 20;
+
+/// Reads an input file named by a flag or the runner, at most [`MAX_INPUT_FILE`] bytes;
+/// failing is bad input that names `what` it held.
+pub fn read_input(path: &Path, what: &str) -> Result<String, InputError> {
+    use std::io::Read as _;
+    let bad = |message: String| InputError::new(path.display().to_string(), None, message);
+    let file =
+        std::fs::File::open(path).map_err(|err| bad(format!("cannot read {what}: {err}")))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_INPUT_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|err| bad(format!("cannot read {what}: {err}")))?;
+    if bytes.len() as u64 > MAX_INPUT_FILE {
+        return Err(bad(format!(
+            "{what} is larger than {} MiB; is this the right file?",
+            MAX_INPUT_FILE >> 20
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| bad(format!("{what} is not UTF-8 text")))
+}
+
 /// Reads, parses and validates the pipeline file at `path`.
 pub fn load(path: &Path, workspace: &dyn Workspace) -> Result<Pipeline, InputError> {
     let source = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|err| {
+    let text = read_input(path, "the pipeline file").map_err(|err| {
         InputError::new(
             &source,
             None,
-            format!("cannot read the pipeline file ({err}); create it or pass --config FILE (default: {DEFAULT_PIPELINE_PATH})"),
+            format!(
+                "{}; create it or pass --config FILE (default: {DEFAULT_PIPELINE_PATH})",
+                err.problems[0].message
+            ),
         )
     })?;
     parse(&text, &source, workspace)

@@ -228,13 +228,22 @@ pub struct Command {
     /// Working directory, relative to the repository root.
     #[serde(default = "default_workdir")]
     pub workdir: String,
-    /// Extra environment variables (not secrets: they are printed in plans).
+    /// Extra environment variables (not secrets: they are printed in plans). The command
+    /// gets these and a few harmless ones (`PATH`, `HOME`, locale), never this process's
+    /// tokens.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Deadline; the command is stopped and fails when it passes.
+    #[serde(default = "default_command_timeout")]
+    pub timeout: HumanDuration,
 }
 
 fn default_workdir() -> String {
     ".".to_owned()
+}
+
+fn default_command_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(30 * 60))
 }
 
 /// Commands that must pass, grouped as the pipeline runs them.

@@ -17,11 +17,12 @@ use crate::oci::digest::Digest;
 use crate::oci::reference::Reference;
 
 /// Which program builds the images.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Builder {
     /// `docker buildx build` when `docker buildx version` and `docker info` succeed, else
     /// `buildah`.
+    #[default]
     Auto,
     /// `buildah bud` (daemonless).
     Buildah,
@@ -29,35 +30,17 @@ pub enum Builder {
     Docker,
 }
 
-/// Flags of `jisu-deploy image build`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct BuildArgs {
-    /// The event whose tags the images get.
-    #[command(flatten)]
-    pub event: crate::cli::EventArgs,
-    /// Build only this component (repeatable); all components by default.
-    #[arg(long = "component", value_name = "NAME")]
-    pub components: Vec<String>,
-    /// Push the tags after building. Pull request builds are never pushed.
-    #[arg(long)]
-    pub push: bool,
+/// How images are built and pushed (plain values the command line fills in).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BuildOptions {
     /// The program that builds.
-    #[arg(long, value_enum, default_value_t = Builder::Auto)]
     pub builder: Builder,
-    /// Registry image used as layer cache (read and written), e.g. ghcr.io/jisu/platform-cache
-    /// [default: the pipeline file's `images.cache_repository`].
-    #[arg(long, value_name = "REPOSITORY")]
+    /// Registry image used as layer cache; `None` uses the pipeline file's.
     pub cache_repository: Option<String>,
-    /// buildah only: storage directory (default: buildah's own). Tests use a temporary one.
-    #[arg(long, value_name = "DIR")]
+    /// buildah only: storage directory (default: buildah's own).
     pub storage_root: Option<PathBuf>,
-    /// Speak plain HTTP to the registry (for a local test registry). Off by default.
-    #[arg(long)]
-    pub allow_http: bool,
-    /// Registry user name; the password is read from REGISTRY_PASSWORD, else GITHUB_TOKEN.
-    /// Without it, ~/.docker/config.json (or $DOCKER_CONFIG) is used, else no credentials.
-    #[arg(long, env = "REGISTRY_USERNAME")]
-    pub username: Option<String>,
+    /// Registry user and plain-HTTP permission.
+    pub registry: super::credentials::RegistryAccess,
 }
 
 /// Everything one image build needs: the plan's `BuildImage` step plus run-time settings.
@@ -271,6 +254,19 @@ impl Built {
     }
 }
 
+/// What a builder inherits: the pass-through variables every child gets, and the builders'
+/// own settings (storage, isolation, daemon address); never a token or password.
+fn builder_env() -> Vec<(String, String)> {
+    const PREFIXES: &[&str] = &["BUILDAH_", "CONTAINERS_", "STORAGE_", "XDG_", "BUILDKIT_"];
+    std::env::vars()
+        .filter(|(name, _)| {
+            crate::process::PASSED_THROUGH.contains(&name.as_str())
+                || PREFIXES.iter().any(|p| name.starts_with(p))
+                || name == "DOCKER_HOST"
+        })
+        .collect()
+}
+
 /// Runs `argv` (program first) in `workdir` without a shell; a failure names `what` and the
 /// exit status (the builder's own output has already gone to the terminal).
 pub fn run_argv(
@@ -282,7 +278,11 @@ pub fn run_argv(
     let (program, args) = argv.split_first().context("empty command line")?;
     tracing::info!(command = %argv.join(" "), "running");
     let mut command = Command::new(program);
-    command.args(args).current_dir(workdir);
+    command
+        .args(args)
+        .current_dir(workdir)
+        .env_clear()
+        .envs(builder_env());
     if let Some((name, value)) = env {
         command.env(name, value);
     }

@@ -8,7 +8,7 @@ use anyhow::{Context as _, bail};
 use tracing::info;
 
 use super::build::{
-    BuildArgs, BuildSpec, Builder, BuilderSettings, Built, auth_file_json, buildah_build_argv,
+    BuildOptions, BuildSpec, Builder, BuilderSettings, Built, auth_file_json, buildah_build_argv,
     buildah_push_argv, digest_from_digest_file, digest_from_docker_metadata, docker_build_argv,
     resolve_builder, run_argv,
 };
@@ -36,30 +36,7 @@ pub fn build_specs(
         .iter()
         .filter(|job| job.decision.runs)
         .flat_map(|job| &job.steps)
-        .filter_map(|step| match &step.action {
-            Action::BuildImage {
-                component,
-                context,
-                dockerfile,
-                build_args,
-                tags,
-                labels,
-                push: allowed,
-            } => {
-                let mut labels = labels.clone();
-                labels.insert(CREATED_LABEL.to_owned(), created.to_owned());
-                Some(BuildSpec {
-                    component: component.clone(),
-                    context: context.clone(),
-                    dockerfile: dockerfile.clone(),
-                    build_args: build_args.clone(),
-                    tags: tags.clone(),
-                    labels,
-                    push: push && *allowed,
-                })
-            }
-            _ => None,
-        })
+        .filter_map(|step| build_spec(&step.action, push, created))
         .collect();
     let unknown: Vec<&String> = components
         .iter()
@@ -91,12 +68,40 @@ pub fn build_specs(
         .collect())
 }
 
+/// The build a `BuildImage` action asks for; `push` is whether this run may push (a build
+/// is pushed only when the run may and the plan allows it). `None` for other actions.
+pub fn build_spec(action: &Action, push: bool, created: &str) -> Option<BuildSpec> {
+    let Action::BuildImage {
+        component,
+        context,
+        dockerfile,
+        build_args,
+        tags,
+        labels,
+        push: allowed,
+    } = action
+    else {
+        return None;
+    };
+    let mut labels = labels.clone();
+    labels.insert(CREATED_LABEL.to_owned(), created.to_owned());
+    Some(BuildSpec {
+        component: component.clone(),
+        context: context.clone(),
+        dockerfile: dockerfile.clone(),
+        build_args: build_args.clone(),
+        tags: tags.clone(),
+        labels,
+        push: push && *allowed,
+    })
+}
+
 /// Builds (and pushes) `specs` with paths relative to `workspace`. In a dry run prints the
 /// command lines and touches nothing.
 pub async fn run_build(
     specs: &[BuildSpec],
     workspace: &Path,
-    args: &BuildArgs,
+    args: &BuildOptions,
     dry_run: bool,
 ) -> anyhow::Result<Vec<Built>> {
     // Validate every reference and the credentials before anything runs.
@@ -123,7 +128,7 @@ pub async fn run_build(
     }
     let pushing = specs.iter().any(|s| s.push);
     let (credentials, source) = if pushing {
-        resolve_credentials(args.username.as_deref(), &registry, |k| {
+        resolve_credentials(args.registry.username.as_deref(), &registry, |k| {
             std::env::var(k).ok()
         })
         .with_context(|| format!("credentials for {registry}"))?
@@ -148,14 +153,14 @@ pub async fn run_build(
     };
     let settings = BuilderSettings {
         storage_root: args.storage_root.clone(),
-        insecure_registry: args.allow_http,
+        insecure_registry: args.registry.allow_http, /*LOOPBACK*/
         auth_file,
         cache_repository: args.cache_repository.clone(),
     };
     let client = RegistryClient::new(
         &registry,
         ClientOptions {
-            allow_http: args.allow_http,
+            allow_http: args.registry.allow_http,
             credentials,
             ..ClientOptions::default()
         },

@@ -1,4 +1,5 @@
-//! The `image retag` command: arguments, credential resolution, and running a retag.
+//! Registry credentials for a run: which user and password (or Docker config entry) a
+//! registry gets, the client built with them, and `image retag` on top.
 
 use std::path::PathBuf;
 
@@ -15,25 +16,15 @@ use crate::oci::retag::{RetagOptions, RetagOutcome, retag};
 /// as command-line arguments, where `ps` and shell history would show them.
 pub const PASSWORD_ENV: [&str; 2] = ["REGISTRY_PASSWORD", "GITHUB_TOKEN"];
 
-/// Arguments of `jisu-deploy image retag SRC DST`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct RetagArgs {
-    /// Source image: registry/repository:tag or registry/repository@sha256:digest.
-    pub src: String,
-    /// Destination image on the same registry: registry/repository:tag.
-    pub dst: String,
-    /// Speak plain HTTP to the registry (for a local test registry). Off by default, also
-    /// for localhost.
-    #[arg(long)]
-    pub allow_http: bool,
-    /// Registry user name; the password is read from REGISTRY_PASSWORD, else GITHUB_TOKEN.
-    /// Without it, ~/.docker/config.json (or $DOCKER_CONFIG) is used, else no credentials.
-    #[arg(long, env = "REGISTRY_USERNAME")]
+/// How this run reaches registries: one struct for every command (plain values; the
+/// command line's registry flags fill it in).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryAccess {
+    /// User name; the password comes from REGISTRY_PASSWORD, else GITHUB_TOKEN. Without
+    /// it, the Docker config, else no credentials.
     pub username: Option<String>,
-    /// When the registry refuses a cross-repository blob mount, stream the blob through
-    /// this process instead of failing.
-    #[arg(long)]
-    pub allow_blob_copy: bool,
+    /// Plain HTTP for a registry that is not on a loopback address.
+    pub allow_http: bool,
 }
 
 /// Where the credentials came from (for logs; never the secret itself).
@@ -65,13 +56,12 @@ pub enum CredentialError {
 
 /// A client for `registry` with credentials picked by [`resolve_credentials`] from this
 /// process's environment; where they came from (never the secret) is logged.
-pub fn client_from_env(
-    registry: &str,
-    username: Option<&str>,
-    allow_http: bool,
-) -> anyhow::Result<RegistryClient> {
-    let (credentials, source) = resolve_credentials(username, registry, |k| std::env::var(k).ok())
-        .with_context(|| format!("credentials for {registry}"))?;
+pub fn client_from_env(registry: &str, access: &RegistryAccess) -> anyhow::Result<RegistryClient> {
+    let allow_http = access.allow_http;
+    let (credentials, source) = resolve_credentials(access.username.as_deref(), registry, |k| {
+        std::env::var(k).ok()
+    })
+    .with_context(|| format!("credentials for {registry}"))?;
     info!(%registry, credentials = ?source, "resolved registry credentials");
     let options = ClientOptions {
         allow_http,
@@ -109,10 +99,15 @@ pub fn resolve_credentials(
     Ok((None, CredentialSource::Anonymous))
 }
 
-/// Runs `image retag`: parses both references, resolves credentials and retags.
-pub async fn run_retag(args: &RetagArgs) -> anyhow::Result<RetagOutcome> {
-    let src = Reference::parse(&args.src).context("SRC argument")?;
-    let dst = Reference::parse(&args.dst).context("DST argument")?;
+/// `image retag SRC DST`: both references checked, then one manifest read and one write.
+pub async fn retag_images(
+    src: &str,
+    dst: &str,
+    access: &RegistryAccess,
+    options: &RetagOptions,
+) -> anyhow::Result<RetagOutcome> {
+    let src = Reference::parse(src).context("SRC argument")?;
+    let dst = Reference::parse(dst).context("DST argument")?;
     if src.registry() != dst.registry() {
         return Err(RegistryError::CrossRegistry {
             src: src.to_string(),
@@ -120,11 +115,8 @@ pub async fn run_retag(args: &RetagArgs) -> anyhow::Result<RetagOutcome> {
         }
         .into());
     }
-    let client = client_from_env(src.registry(), args.username.as_deref(), args.allow_http)?;
-    let options = RetagOptions {
-        allow_blob_copy: args.allow_blob_copy,
-    };
-    let outcome = retag(&client, &src, &dst, &options)
+    let client = client_from_env(src.registry(), access)?;
+    let outcome = retag(&client, &src, &dst, options)
         .await
         .with_context(|| format!("retag {src} -> {dst}"))?;
     Ok(outcome)

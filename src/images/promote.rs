@@ -10,32 +10,14 @@ use std::fmt;
 use anyhow::Context as _;
 use tracing::{info, warn};
 
-use super::credentials::client_from_env;
+use super::credentials::{RegistryAccess, client_from_env};
 use crate::oci::auth::repository_scope;
 use crate::oci::client::RegistryClient;
 use crate::oci::digest::Digest;
 use crate::oci::error::RegistryError;
 use crate::oci::reference::Reference;
 use crate::oci::retag::{RetagOptions, retag};
-use crate::plan::{Action, Plan, Promotion};
-
-/// Flags of `jisu-deploy promote`.
-#[derive(Debug, clap::Args)]
-pub struct PromoteArgs {
-    /// The environment whose tag moves (an environment of the pipeline file).
-    #[arg(long, env = "INPUT_ENVIRONMENT", value_name = "NAME")]
-    pub environment: String,
-    /// Full commit sha (40 hex characters) whose images are promoted.
-    #[arg(long, env = "INPUT_SHA", value_name = "SHA")]
-    pub sha: String,
-    /// Speak plain HTTP to the registry (for a local test registry). Off by default.
-    #[arg(long)]
-    pub allow_http: bool,
-    /// Registry user name; the password is read from REGISTRY_PASSWORD, else GITHUB_TOKEN.
-    /// Without it, ~/.docker/config.json (or $DOCKER_CONFIG) is used, else no credentials.
-    #[arg(long, env = "REGISTRY_USERNAME")]
-    pub username: Option<String>,
-}
+use crate::plan::Promotion;
 
 /// One component's promotion, resolved before anything is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,38 +136,27 @@ impl fmt::Display for PromoteOutcome {
     }
 }
 
-/// The plan's promotions; the plan was built from a workflow_dispatch promote request.
-pub fn promotions(plan: &Plan) -> Vec<Promotion> {
-    plan.jobs
-        .iter()
-        .flat_map(|job| &job.steps)
-        .filter_map(|step| match &step.action {
-            Action::PromoteImages { images, .. } => Some(images.clone()),
-            _ => None,
-        })
-        .flatten()
-        .collect()
-}
-
-/// Runs `promote` for the plan's `PromoteImages` step.
-pub async fn run_promote(
-    plan: &Plan,
-    args: &PromoteArgs,
+/// Promotes `wanted` (the plan's `PromoteImages` step): resolves every source, then, unless
+/// `dry_run`, moves every environment tag, all or none.
+pub async fn promote(
+    wanted: &[Promotion],
+    environment: &str,
+    sha: &str,
+    access: &RegistryAccess,
     dry_run: bool,
 ) -> anyhow::Result<PromoteOutcome> {
-    let wanted = promotions(plan);
     let first = wanted
         .first()
         .context("the pipeline has no components to promote")?;
     let registry = Reference::parse(&first.source)?.registry().to_owned();
-    let client = client_from_env(&registry, args.username.as_deref(), args.allow_http)?;
-    let images = resolve_all(&client, &wanted, &args.sha).await?;
+    let client = client_from_env(&registry, access)?;
+    let images = resolve_all(&client, wanted, sha).await?;
     if !dry_run {
         write_all(&client, &images).await?;
     }
     Ok(PromoteOutcome {
-        environment: args.environment.clone(),
-        sha: args.sha.clone(),
+        environment: environment.to_owned(),
+        sha: sha.to_owned(),
         images,
         dry_run,
     })

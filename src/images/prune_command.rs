@@ -25,9 +25,10 @@ use crate::oci::error::RegistryError;
 use crate::oci::reference::Reference;
 
 /// Where versions are listed and deleted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum PruneBackend {
     /// GitHub Packages for ghcr.io, the registry API elsewhere.
+    #[default]
     Auto,
     /// The GitHub Packages REST API (lists untagged versions too).
     GithubPackages,
@@ -36,52 +37,45 @@ pub enum PruneBackend {
 }
 
 /// Whether the package owner is an organization or a user account.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum OwnerKind {
     /// `/orgs/{org}/packages/...`.
+    #[default]
     Org,
     /// `/users/{username}/packages/...`.
     User,
 }
 
-/// Flags of `jisu-deploy image prune`.
-#[derive(Debug, clap::Args)]
-pub struct PruneArgs {
-    /// A digest deployed in some environment, kept whatever the rules say (repeatable;
-    /// `sha256:...` or `registry/repository@sha256:...`).
-    #[arg(long = "keep-digest", value_name = "DIGEST")]
+/// How a prune reaches the registry and what it keeps besides the rules (plain values
+/// the command line fills in).
+#[derive(Debug, Clone, Default)]
+pub struct PruneOptions {
+    /// Digests deployed somewhere, kept whatever the rules say (`sha256:...` or
+    /// `registry/repository@sha256:...`).
     pub keep_digests: Vec<String>,
-    /// A file of deployed digests, one per line (same forms as --keep-digest; `#` comments).
-    #[arg(long, value_name = "FILE")]
+    /// A file of deployed digests, one per line.
     pub keep_digests_file: Option<PathBuf>,
     /// Where versions are listed and deleted.
-    #[arg(long, value_enum, default_value_t = PruneBackend::Auto)]
     pub backend: PruneBackend,
-    /// GitHub REST API base URL (GitHub Enterprise, or a test server).
-    #[arg(long, env = "GITHUB_API_URL", default_value = "https://api.github.com")]
+    /// GitHub REST API base URL.
     pub github_api_url: String,
-    /// Whether the images' owner (first path segment) is an organization or a user.
-    #[arg(long, value_enum, default_value_t = OwnerKind::Org)]
+    /// Whether the images' owner is an organization or a user.
     pub owner_kind: OwnerKind,
-    /// Speak plain HTTP to the registry (for a local test registry). Off by default.
-    #[arg(long)]
-    pub allow_http: bool,
-    /// Registry user name; the password is read from REGISTRY_PASSWORD, else GITHUB_TOKEN.
-    /// Without it, ~/.docker/config.json (or $DOCKER_CONFIG) is used, else no credentials.
-    #[arg(long, env = "REGISTRY_USERNAME")]
-    pub username: Option<String>,
-    /// Kubeconfig of the cluster whose environments' namespaces are read for deployed
-    /// digests. Otherwise as for `deploy`: the action input `kubeconfig`, KUBECONFIG,
-    /// in-cluster, ~/.kube/config. No reachable cluster stops the prune (fail closed).
-    #[arg(long, value_name = "FILE", conflicts_with = "no_cluster")]
-    pub kubeconfig: Option<PathBuf>,
-    /// Kubeconfig context [default: its current-context].
-    #[arg(long, env = "INPUT_CONTEXT", value_name = "NAME")]
-    pub context: Option<String>,
-    /// Read no cluster: only --keep-digest and --keep-digests-file name what is deployed.
-    /// For registries whose images no cluster of this pipeline runs.
-    #[arg(long)]
+    /// Read no cluster for deployed digests.
     pub no_cluster: bool,
+    /// Registry user and plain-HTTP permission.
+    pub registry: super::credentials::RegistryAccess,
+}
+
+/// What the plan's `PruneImages` step prunes, and by which numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PruneTarget {
+    /// Repositories (`registry/path`).
+    pub repositories: Vec<String>,
+    /// Commit tags kept per component.
+    pub keep_sha_tags: u32,
+    /// Untagged versions older than this go.
+    pub delete_untagged_after: std::time::Duration,
 }
 
 /// The digests running in the environments: from flags ([`GivenDigests`]), joined in
@@ -132,17 +126,11 @@ impl GivenDigests {
 /// The pipeline's retention rules for `repository` (`registry/path`), at `now`.
 pub fn rules_for(
     pipeline: &Pipeline,
+    target: &PruneTarget,
     repository: &str,
     deployed: &BTreeSet<Digest>,
     now: jiff::Timestamp,
 ) -> Result<Rules, InputError> {
-    let Some(retention) = &pipeline.retention else {
-        return Err(InputError::new(
-            "pipeline file",
-            Some("retention"),
-            "there is no `retention:` section, so nothing says what to keep; add one",
-        ));
-    };
     let sha_len = match pipeline.images.sha {
         ShaLength::Long => 40,
         ShaLength::Short => 7,
@@ -167,8 +155,8 @@ pub fn rules_for(
     Ok(Rules {
         commit_tags,
         protected_tags,
-        keep_commit_tags: retention.keep_sha_tags,
-        delete_untagged_after: retention.delete_untagged_after.0,
+        keep_commit_tags: target.keep_sha_tags,
+        delete_untagged_after: target.delete_untagged_after,
         now,
         deployed: deployed.clone(),
     })
@@ -187,8 +175,10 @@ pub struct RepositoryPrune {
 
 /// Everything a prune run needs besides the pipeline.
 pub struct PruneInputs<'a, D: DeployedDigests> {
-    /// The flags.
-    pub args: &'a PruneArgs,
+    /// What the plan prunes.
+    pub target: &'a PruneTarget,
+    /// How.
+    pub args: &'a PruneOptions,
     /// The deployed-digest source.
     pub deployed: &'a D,
     /// GitHub token for the Packages API (from GITHUB_TOKEN); never logged.
@@ -205,11 +195,7 @@ pub async fn run_prune<D: DeployedDigests>(
     inputs: PruneInputs<'_, D>,
 ) -> anyhow::Result<Vec<RepositoryPrune>> {
     let args = inputs.args;
-    let mut repositories: Vec<String> = pipeline
-        .components
-        .keys()
-        .map(|c| tags::repository(pipeline, c))
-        .collect();
+    let mut repositories = inputs.target.repositories.clone();
     repositories.sort();
     repositories.dedup();
     let registry = pipeline.images.registry.clone();
@@ -223,7 +209,13 @@ pub async fn run_prune<D: DeployedDigests>(
     for repository in &repositories {
         let reference = Reference::parse(&format!("{repository}:probe"))
             .context("repository computed from the pipeline")?;
-        let rules = rules_for(pipeline, repository, &BTreeSet::new(), inputs.now)?;
+        let rules = rules_for(
+            pipeline,
+            inputs.target,
+            repository,
+            &BTreeSet::new(),
+            inputs.now,
+        )?;
         parsed.push((reference, rules));
     }
     let packages = if use_packages {
@@ -261,7 +253,7 @@ pub async fn run_prune<D: DeployedDigests>(
     } else {
         None
     };
-    let client = client_from_env(&registry, args.username.as_deref(), args.allow_http)?;
+    let client = client_from_env(&registry, &args.registry)?;
     let deployed = inputs
         .deployed
         .deployed()
@@ -468,11 +460,20 @@ retention: {{schedule: '0 3 * * *', keep_sha_tags: 5, delete_untagged_after: 14d
         .unwrap()
     }
 
+    fn target() -> PruneTarget {
+        PruneTarget {
+            repositories: Vec::new(),
+            keep_sha_tags: 5,
+            delete_untagged_after: Duration::from_secs(14 * 86_400),
+        }
+    }
+
     #[test]
     fn rules_for_a_shared_repository_cover_every_component() {
         let p = pipeline("{scheme: component-prefix, repository: jisu/platform}");
         let rules = rules_for(
             &p,
+            &target(),
             "ghcr.io/jisu/platform",
             &BTreeSet::new(),
             jiff::Timestamp::UNIX_EPOCH,
@@ -505,6 +506,7 @@ retention: {{schedule: '0 3 * * *', keep_sha_tags: 5, delete_untagged_after: 14d
         let p = pipeline("{scheme: per-component, owner: jisu, sha: short}");
         let rules = rules_for(
             &p,
+            &target(),
             "ghcr.io/jisu/backend",
             &BTreeSet::new(),
             jiff::Timestamp::UNIX_EPOCH,
@@ -519,20 +521,6 @@ retention: {{schedule: '0 3 * * *', keep_sha_tags: 5, delete_untagged_after: 14d
             }]
         );
         assert!(rules.protected_tags.contains("production"));
-    }
-
-    #[test]
-    fn no_retention_section_is_an_input_error() {
-        let mut p = pipeline("{scheme: per-component, owner: jisu}");
-        p.retention = None;
-        let err = rules_for(
-            &p,
-            "ghcr.io/jisu/backend",
-            &BTreeSet::new(),
-            jiff::Timestamp::UNIX_EPOCH,
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("retention"));
     }
 
     #[test]

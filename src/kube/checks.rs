@@ -21,6 +21,43 @@ pub struct CheckResult {
     pub detail: String,
 }
 
+/// Some HTTP checks did not pass (a typed failure: blue-green switches back on it).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{} of {total} HTTP check(s) failed: {}", .failed.len(), describe(.failed))]
+pub struct ChecksFailed {
+    /// How many checks ran.
+    pub total: usize,
+    /// The ones that failed.
+    pub failed: Vec<CheckResult>,
+}
+
+fn describe(failed: &[CheckResult]) -> String {
+    failed
+        .iter()
+        .map(|r| format!("`{}` ({}: {})", r.name, r.url, r.detail))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Runs the checks and fails with [`ChecksFailed`] unless every one passed.
+pub async fn require_http_checks(
+    base: &str,
+    checks: &[HttpCheck],
+    retry_delay: Duration,
+) -> anyhow::Result<()> {
+    let results = run_http_checks(base, checks, retry_delay).await?;
+    let failed: Vec<CheckResult> = results.iter().filter(|r| !r.passed).cloned().collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(ChecksFailed {
+            total: results.len(),
+            failed,
+        }
+        .into())
+    }
+}
+
 /// The URL a check asks: absolute URLs as they are, paths under `base`.
 pub fn check_url(base: &str, url: &str) -> String {
     if url.starts_with("http://") || url.starts_with("https://") {

@@ -15,6 +15,15 @@ use crate::github::actions::Runner;
 /// Environment variable holding a kubeconfig's content (the action input `kubeconfig`).
 pub const INPUT_KUBECONFIG: &str = "INPUT_KUBECONFIG";
 
+/// How the cluster is reached (plain values the command line fills in).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterAccess {
+    /// A kubeconfig file; otherwise the fallbacks [`resolve`] walks.
+    pub kubeconfig: Option<PathBuf>,
+    /// The context to use; otherwise the kubeconfig's current one.
+    pub context: Option<String>,
+}
+
 /// Where the connection settings came from (for the log; never the content).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {

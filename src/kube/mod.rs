@@ -1,5 +1,6 @@
 //! Kubernetes: render manifests for an environment, server-side apply them, watch the
-//! rollouts, run the environment's checks; and the `deploy` command that does all four.
+//! rollouts, run the environment's checks. The executor's deploy steps
+//! ([`crate::execute::deploy`]) put these together.
 //!
 //! Pure decisions (`render`, `rollout`, `diff`) sit beside the I/O that uses them (`apply`,
 //! `watch`, `checks`, `client`).
@@ -7,10 +8,8 @@
 pub mod apply;
 pub mod checks;
 pub mod client;
-pub mod deploy;
 pub mod deployed;
 pub mod diff;
-pub mod execute;
 pub mod render;
 pub mod retry;
 pub mod rollout;

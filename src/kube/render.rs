@@ -161,6 +161,9 @@ pub fn render(
         }
     }
     if problems.is_empty() {
+        check_workloads(&objects, input, &mut problems);
+    }
+    if problems.is_empty() {
         apply_replicas(&mut objects, input, &mut problems);
     }
     if problems.is_empty() {
@@ -404,6 +407,29 @@ pub fn unpinned(image: &str) -> Option<String> {
     }
 }
 
+/// Every component's workload must be a Deployment of the manifests: the rollout is
+/// watched by that name, so a mismatch must stop the deploy before anything is applied.
+fn check_workloads(objects: &[Rendered], input: &RenderInput, problems: &mut Vec<RenderProblem>) {
+    let deployments: Vec<&str> = objects
+        .iter()
+        .filter(|o| o.kind == "Deployment")
+        .map(|o| o.name.as_str())
+        .collect();
+    for (component, image) in &input.images {
+        if !deployments.contains(&image.workload.as_str()) {
+            problems.push(RenderProblem {
+                source: "manifests".to_owned(),
+                object: Some(format!("Deployment/{}", image.workload)),
+                message: format!(
+                    "component `{component}` deploys as Deployment `{}`, which is not in the manifests (they have: {}); set `components.{component}.workload` to its Deployment's name",
+                    image.workload,
+                    if deployments.is_empty() { "no Deployment".to_owned() } else { deployments.join(", ") }
+                ),
+            });
+        }
+    }
+}
+
 /// Puts each component's replica count into the HPA targeting its Deployment (raising
 /// `maxReplicas` to at least that), or into the Deployment when no HPA owns it.
 fn apply_replicas(
@@ -553,6 +579,14 @@ mod tests {
                 },
             )]),
             replicas: BTreeMap::new(),
+        }
+    }
+
+    /// An input without components, for manifests that have no workload.
+    fn bare() -> RenderInput {
+        RenderInput {
+            images: BTreeMap::new(),
+            ..input()
         }
     }
 
@@ -733,7 +767,7 @@ metadata: {name: backend-config}
             ),
             ("# only a comment\n", "no Kubernetes objects"),
         ] {
-            let problems = render(&file(text), &input()).unwrap_err();
+            let problems = render(&file(text), &bare()).unwrap_err();
             let message = problems[0].to_string();
             assert!(message.starts_with("k8s/app/backend.yaml"), "{message}");
             assert!(message.contains(expected), "{text}: {message}");
@@ -744,7 +778,7 @@ metadata: {name: backend-config}
     fn cluster_scoped_objects_get_no_namespace() {
         let objects = render(
             &file("apiVersion: v1\nkind: Namespace\nmetadata: {name: jisu-staging}\n"),
-            &input(),
+            &bare(),
         )
         .unwrap();
         assert_eq!(objects[0].namespace, None);
@@ -754,7 +788,18 @@ metadata: {name: backend-config}
     #[test]
     fn the_same_object_twice_is_refused() {
         let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n";
-        let problems = render(&file(text), &input()).unwrap_err();
+        let problems = render(&file(text), &bare()).unwrap_err();
         assert!(problems[0].message.contains("defined twice"));
+    }
+
+    #[test]
+    fn a_component_whose_workload_is_not_a_deployment_is_refused() {
+        let mut input = input();
+        input.images.get_mut("backend").unwrap().workload = "api".into();
+        let problems = render(&file(DEPLOYMENT), &input).unwrap_err();
+        let message = problems[0].to_string();
+        assert!(message.contains("Deployment `api`"), "{message}");
+        assert!(message.contains("they have: backend"), "{message}");
+        assert!(message.contains("components.backend.workload"), "{message}");
     }
 }

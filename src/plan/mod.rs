@@ -7,8 +7,6 @@
 pub mod render;
 mod steps;
 
-pub use steps::{command_step, rolling_steps};
-
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -82,8 +80,21 @@ pub struct Step {
     pub id: String,
     /// Whether it runs.
     pub decision: Decision,
+    /// Whether it still runs after an earlier step of its job failed.
+    pub when: When,
     /// What it does, with everything needed to do it.
     pub action: Action,
+}
+
+/// When a step runs relative to the steps before it in its job.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum When {
+    /// Only when every earlier step of the job succeeded.
+    #[default]
+    OnSuccess,
+    /// Also after an earlier step failed (releasing a lock, recording the result).
+    Always,
 }
 
 /// Where a deploy gets each component's image.
@@ -323,16 +334,23 @@ pub fn build(
             ));
         }
         Event::Push { git_ref, .. } => {
-            if let GitRef::Branch(branch) = git_ref
-                && !pipeline
+            // A branch no environment deploys from is everyday CI: gates and a build that
+            // proves the images build, nothing pushed, nothing deployed.
+            let deploys = match git_ref {
+                GitRef::Branch(branch) => pipeline
                     .environments
                     .values()
-                    .any(|env| &env.branch == branch)
+                    .any(|env| &env.branch == branch),
+                _ => true,
+            };
+            if let GitRef::Branch(branch) = git_ref
+                && !deploys
             {
-                return Err(branch_without_environment(pipeline, branch, source));
+                plan.notes
+                    .push(branch_without_environment(pipeline, branch));
             }
             plan.jobs.extend(steps::gate_jobs(pipeline));
-            plan.jobs.push(steps::build_job(pipeline, ctx));
+            plan.jobs.push(steps::build_job(pipeline, ctx, deploys));
             for (name, env) in &pipeline.environments {
                 let decision = match git_ref {
                     GitRef::Branch(branch) if *branch == env.branch => {
@@ -353,7 +371,7 @@ pub fn build(
         }
         Event::PullRequest { .. } => {
             plan.jobs.extend(steps::gate_jobs(pipeline));
-            plan.jobs.push(steps::build_job(pipeline, ctx));
+            plan.jobs.push(steps::build_job(pipeline, ctx, false));
             for (name, env) in &pipeline.environments {
                 let decision = Decision::skip("pull requests never deploy");
                 plan.jobs.push(steps::deploy_job(
@@ -438,19 +456,15 @@ fn built_images(pipeline: &Pipeline, ctx: &RunContext) -> Vec<ImageSource> {
         .collect()
 }
 
-fn branch_without_environment(pipeline: &Pipeline, branch: &str, source: &str) -> InputError {
+fn branch_without_environment(pipeline: &Pipeline, branch: &str) -> String {
     let known: Vec<String> = pipeline
         .environments
         .iter()
         .map(|(name, env)| format!("`{}` ({name})", env.branch))
         .collect();
-    InputError::new(
-        source,
-        Some("environments"),
-        format!(
-            "branch `{branch}` has no environment; environments deploy from {}. Add an environment with `branch: {branch}`, or limit the workflow's `on.push.branches` to those branches",
-            known.join(", ")
-        ),
+    format!(
+        "no environment deploys from branch `{branch}` (environments deploy from {}): the gates run and the images are built to prove they build, but nothing is pushed or deployed",
+        known.join(", ")
     )
 }
 

@@ -7,6 +7,17 @@ use crate::config::context::{DispatchRequest, Event, GitRef};
 
 /// One line saying what event the plan is for.
 pub fn headline(plan: &Plan) -> String {
+    // `plan` itself changes nothing; the bracket says what a run of this plan would do.
+    let mode = if plan.dry_run {
+        "a run would be a dry run"
+    } else {
+        "a run would change things"
+    };
+    format!("{} [plan only: {mode}]", headline_event(plan))
+}
+
+/// The event the plan is for, in words: `push to branch `develop` at 3f2c1e0`.
+pub fn headline_event(plan: &Plan) -> String {
     let ctx = &plan.context;
     let at = ctx
         .sha
@@ -41,13 +52,7 @@ pub fn headline(plan: &Plan) -> String {
         Event::Schedule { cron: Some(cron) } => format!("schedule `{cron}`"),
         Event::Schedule { cron: None } => "schedule".to_owned(),
     };
-    // `plan` itself changes nothing; the bracket says what a run of this plan would do.
-    let mode = if plan.dry_run {
-        "a run would be a dry run"
-    } else {
-        "a run would change things"
-    };
-    format!("{what} [plan only: {mode}]")
+    what
 }
 
 fn mark(decision: &Decision) -> &'static str {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Action, ColorRole, Decision, ImageSource, Job, Promotion, Step, short};
+use super::{Action, ColorRole, Decision, ImageSource, Job, Promotion, Step, When, short};
 use crate::config::context::{Event, RunContext};
 use crate::config::duration::HumanDuration;
 use crate::config::pipeline::{Command, Environment, Pipeline, Strategy};
@@ -12,7 +12,16 @@ fn step(id: &str, decision: Decision, action: Action) -> Step {
     Step {
         id: id.to_owned(),
         decision,
+        when: When::OnSuccess,
         action,
+    }
+}
+
+/// A step that also runs after an earlier step of its job failed.
+fn always(id: &str, decision: Decision, action: Action) -> Step {
+    Step {
+        when: When::Always,
+        ..step(id, decision, action)
     }
 }
 
@@ -68,8 +77,10 @@ pub(super) fn gate_jobs(pipeline: &Pipeline) -> Vec<Job> {
     .collect()
 }
 
-/// `build`: one image per component, pushed unless this is a pull request.
-pub(super) fn build_job(pipeline: &Pipeline, ctx: &RunContext) -> Job {
+/// `build`: one image per component, pushed only when the tag rules push it and
+/// `may_push` (the event deploys somewhere or releases; pull requests and branches no
+/// environment deploys from only prove that the images build).
+pub(super) fn build_job(pipeline: &Pipeline, ctx: &RunContext, may_push: bool) -> Job {
     let gates: Vec<&str> = [
         ("lint", &pipeline.gates.lint),
         ("security", &pipeline.gates.security),
@@ -84,10 +95,13 @@ pub(super) fn build_job(pipeline: &Pipeline, ctx: &RunContext) -> Job {
         let Some(image) = tags::compute(pipeline, ctx, name) else {
             continue;
         };
-        let decision = if image.push {
+        let push = image.push && may_push;
+        let decision = if push {
             Decision::run(format!("build and push {} tag(s)", image.tags.len()))
-        } else {
+        } else if matches!(ctx.event, Event::PullRequest { .. }) {
             Decision::run("build only: pull request images are never pushed")
+        } else {
+            Decision::run("build only: no environment deploys from this branch")
         };
         let version = image
             .tags
@@ -103,7 +117,7 @@ pub(super) fn build_job(pipeline: &Pipeline, ctx: &RunContext) -> Job {
                 build_args: component.build_args.clone(),
                 tags: image.references(),
                 labels: labels(ctx, name, version.map(String::as_str)),
-                push: image.push,
+                push,
             },
         ));
     }
@@ -291,8 +305,8 @@ fn default_blue_green() -> crate::config::pipeline::BlueGreen {
 }
 
 /// The core of a rolling deploy: apply with pinned images, wait within `timeout`, then the
-/// environment's HTTP checks. Shared by the plan and by `deploy`, which runs these steps.
-pub fn rolling_steps(
+/// environment's HTTP checks.
+fn rolling_steps(
     pipeline: &Pipeline,
     env_name: &str,
     env: &Environment,
@@ -346,7 +360,7 @@ fn checks_step(id: &str, env_name: &str, env: &Environment, base_url: &str) -> S
 }
 
 /// The environment's command (e.g. integration tests), given `JISU_ENV_URL`.
-pub fn command_step(command: &Command, env: &Environment) -> Step {
+fn command_step(command: &Command, env: &Environment) -> Step {
     let mut command = command.clone();
     command
         .env
@@ -360,7 +374,7 @@ pub fn command_step(command: &Command, env: &Environment) -> Step {
 
 fn record_step(env_name: &str, env: &Environment) -> Step {
     let production = env.strategy == Strategy::BlueGreen;
-    step(
+    always(
         "record",
         Decision::run(
             "GitHub deployment record: in_progress, then success or failure; earlier ones become inactive",
@@ -374,9 +388,9 @@ fn record_step(env_name: &str, env: &Environment) -> Step {
 }
 
 fn unlock_step(env_name: &str, env: &Environment) -> Step {
-    step(
+    always(
         "unlock",
-        Decision::run("always, also after a failure"),
+        Decision::run("the lock is given back whatever happened before"),
         Action::ReleaseLock {
             namespace: env.namespace.clone(),
             lease: lease(env_name),

@@ -1,8 +1,10 @@
-//! The job summary GitHub shows on the run page: a table of jobs and steps and a Mermaid
-//! flowchart of how the jobs depend on each other.
+//! The job summary GitHub shows on the run page: for a plan, a table of jobs and steps and
+//! a Mermaid flowchart of how the jobs depend on each other; for a run, each step's result
+//! and duration, the images and the environment URL.
 
 use std::fmt::Write;
 
+use crate::execute::report::{RunReport, human_millis, status_word};
 use crate::plan::{Plan, render};
 
 /// Markdown for `GITHUB_STEP_SUMMARY`.
@@ -82,4 +84,103 @@ pub fn mermaid(plan: &Plan) -> String {
         let _ = writeln!(out, "  class {} skipped", skipped.join(","));
     }
     out
+}
+
+/// The run report for a terminal or log: one line per job and step with its status and
+/// duration, then the images and the environment URL.
+pub fn run_text(report: &RunReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Run of {}: {} in {}",
+        report.event,
+        status_word(report.result),
+        human_millis(report.duration_ms)
+    );
+    for job in &report.jobs {
+        let _ = writeln!(
+            out,
+            "  {:<11} {}{}{}",
+            status_word(job.status),
+            job.id,
+            took(job.duration_ms),
+            because(job.reason.as_deref())
+        );
+        for step in &job.steps {
+            let detail = step.error.as_deref().or(step.reason.as_deref());
+            let _ = writeln!(
+                out,
+                "    {:<11} {}{}{}",
+                status_word(step.status),
+                step.id,
+                took(step.duration_ms),
+                because(detail)
+            );
+        }
+    }
+    for (component, image) in &report.digests {
+        let _ = writeln!(out, "  image {component}: {image}");
+    }
+    if let Some(url) = &report.environment_url {
+        let _ = writeln!(out, "  environment: {url}");
+    }
+    out
+}
+
+fn took(ms: Option<u64>) -> String {
+    ms.map(|ms| format!(" ({})", human_millis(ms)))
+        .unwrap_or_default()
+}
+
+fn because(reason: Option<&str>) -> String {
+    reason.map(|r| format!(": {r}")).unwrap_or_default()
+}
+
+/// The run report for `GITHUB_STEP_SUMMARY`: steps, results, durations, images, URL.
+pub fn run_markdown(report: &RunReport) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "## jisu-deploy run: {}\n", status_word(report.result));
+    let _ = writeln!(
+        md,
+        "{} · {}\n",
+        cell(&report.event),
+        human_millis(report.duration_ms)
+    );
+    let _ = writeln!(md, "| Job | Step | Result | Duration | Detail |");
+    let _ = writeln!(md, "| --- | --- | --- | --- | --- |");
+    for job in &report.jobs {
+        let _ = writeln!(
+            md,
+            "| **{}** | | {} | {} | {} |",
+            cell(&job.id),
+            status_word(job.status),
+            job.duration_ms.map(human_millis).unwrap_or_default(),
+            cell(job.reason.as_deref().unwrap_or_default())
+        );
+        for step in &job.steps {
+            let detail = step
+                .error
+                .as_deref()
+                .or(step.reason.as_deref())
+                .unwrap_or_default();
+            let _ = writeln!(
+                md,
+                "| | {} | {} | {} | {} |",
+                cell(&step.id),
+                status_word(step.status),
+                step.duration_ms.map(human_millis).unwrap_or_default(),
+                cell(detail)
+            );
+        }
+    }
+    if !report.digests.is_empty() {
+        let _ = writeln!(md, "\n| Component | Image |\n| --- | --- |");
+        for (component, image) in &report.digests {
+            let _ = writeln!(md, "| {} | `{}` |", cell(component), cell(image));
+        }
+    }
+    if let Some(url) = &report.environment_url {
+        let _ = writeln!(md, "\nEnvironment: {}", cell(url));
+    }
+    md
 }

@@ -186,7 +186,7 @@ fn registry_passwords_are_masked_before_anything_runs() {
             "retag",
             "localhost:5000/a:b",
             "localhost:5000/Bad:c",
-            "--username",
+            "--registry-username",
             "ci",
         ],
         &[

@@ -171,9 +171,9 @@ async fn run(args: &[&str], env: &[(&str, &str)]) -> (Run, Duration) {
 const UNKNOWN_COMPONENT: &str = "database=ghcr.io/jisu/db@sha256:7777777777777777777777777777777777777777777777777777777777777777";
 
 const IMAGES: [&str; 4] = [
-    "--image",
+    "--digests",
     "frontend=ghcr.io/jisu/platform@sha256:1111111111111111111111111111111111111111111111111111111111111111",
-    "--image",
+    "--digests",
     "backend=ghcr.io/jisu/platform@sha256:2222222222222222222222222222222222222222222222222222222222222222",
 ];
 
@@ -321,7 +321,13 @@ async fn a_healthy_deploy_applies_pinned_labelled_objects_waits_checks_and_runs_
     let (dry, _) = cluster
         .deploy(
             &config,
-            &["--image", IMAGES[1], "--image", &new_backend, "--dry-run"],
+            &[
+                "--digests",
+                IMAGES[1],
+                "--digests",
+                &new_backend,
+                "--dry-run",
+            ],
         )
         .await;
     assert_eq!(dry.code, 0, "{}", dry.stderr);
@@ -388,9 +394,9 @@ async fn failing_backend(image: &str) -> (Cluster, Run, Duration) {
         .deploy(
             &config,
             &[
-                "--image",
+                "--digests",
                 IMAGES[1],
-                "--image",
+                "--digests",
                 &backend,
                 "--timeout",
                 "60s",
@@ -445,7 +451,14 @@ async fn a_never_ready_pod_fails_at_the_deadline_with_the_pods_reason() {
     let (run, took) = cluster
         .deploy(
             &config,
-            &["--image", IMAGES[1], "--image", &backend, "--timeout", "4s"],
+            &[
+                "--digests",
+                IMAGES[1],
+                "--digests",
+                &backend,
+                "--timeout",
+                "4s",
+            ],
         )
         .await;
     assert_failed_with(
@@ -555,7 +568,10 @@ async fn a_field_owned_by_another_manager_is_a_conflict_unless_forced() {
 
     let new_frontend = format!("frontend={}", FRONTEND.replace("1111", "6666"));
     let (run, _) = cluster
-        .deploy(&config, &["--image", &new_frontend, "--image", IMAGES[3]])
+        .deploy(
+            &config,
+            &["--digests", &new_frontend, "--digests", IMAGES[3]],
+        )
         .await;
     assert_failed_with(
         &run,
@@ -581,9 +597,9 @@ async fn a_field_owned_by_another_manager_is_a_conflict_unless_forced() {
         .deploy(
             &config,
             &[
-                "--image",
+                "--digests",
                 &new_frontend,
-                "--image",
+                "--digests",
                 IMAGES[3],
                 "--force-conflicts",
             ],
@@ -706,17 +722,17 @@ async fn bad_flags_are_refused_before_anything_is_applied() {
     refused(
         "k8s/app",
         &[
-            "--image",
+            "--digests",
             "backend=ghcr.io/jisu/platform:latest",
-            "--image",
+            "--digests",
             IMAGES[1],
         ],
-        &["--image", "mutable tag", "give the digest"],
+        &["--digests", "mutable tag", "give the digest"],
     )
     .await;
     refused(
         "k8s/app",
-        &["--image", UNKNOWN_COMPONENT, "--image", IMAGES[1]],
+        &["--digests", UNKNOWN_COMPONENT, "--digests", IMAGES[1]],
         &["`database` is not a component"],
     )
     .await;
@@ -725,9 +741,9 @@ async fn bad_flags_are_refused_before_anything_is_applied() {
         &[
             "--context",
             "nope",
-            "--image",
+            "--digests",
             IMAGES[1],
-            "--image",
+            "--digests",
             IMAGES[3],
         ],
         &["context `nope` not found", "kube-sim"],
@@ -872,7 +888,7 @@ async fn benchmark_rollout_notice_latency_against_kubectl() {
                 "--kubeconfig",
                 &kubeconfig,
             ])
-            .args(["--image", IMAGES[1], "--image", &backend])
+            .args(["--digests", IMAGES[1], "--digests", &backend])
             .stderr(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .spawn()
@@ -1105,9 +1121,9 @@ async fn the_controllers_progress_deadline_fails_the_deploy() {
         .deploy(
             &config,
             &[
-                "--image",
+                "--digests",
                 IMAGES[1],
-                "--image",
+                "--digests",
                 &backend,
                 "--timeout",
                 "60s",

@@ -99,7 +99,7 @@ fn build(dir: &Path, config: &Path, sha: &str, extra: &[&str]) -> Run {
         "buildah",
         "--storage-root",
         storage.to_str().unwrap(),
-        "--allow-http",
+        "--registry-allow-http",
     ];
     args.extend_from_slice(extra);
     jisu_in(&args, &[("GITHUB_OUTPUT", output.to_str().unwrap())])
@@ -217,7 +217,7 @@ fn promote(dir: &Path, config: &Path, sha: &str, extra: &[&str]) -> Run {
         "production",
         "--sha",
         sha,
-        "--allow-http",
+        "--registry-allow-http",
     ];
     args.extend_from_slice(extra);
     jisu_in(&args, &[("GITHUB_OUTPUT", output.to_str().unwrap())])

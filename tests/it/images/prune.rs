@@ -156,7 +156,7 @@ fn prune(dir: &Path, config: &Path, extra: &[&str], env: &[(&str, &str)]) -> Run
         config.to_str().unwrap(),
         "--workspace",
         dir.to_str().unwrap(),
-        "--allow-http",
+        "--registry-allow-http",
     ];
     args.extend_from_slice(extra);
     // Tests without a cluster say so; the default reads one and fails closed without it.

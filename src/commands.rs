@@ -1,0 +1,429 @@
+//! Each command is a view of the plan and the executor: it opens the one session, builds
+//! the plan for its event, and runs the jobs it stands for (`deploy` is the plan's
+//! `deploy-<env>` job, `image build` its `build` job, `promote` its `promote` job,
+//! `image prune` its `prune` job). None of them assembles steps of its own.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+
+use crate::cli::requests::{check_digest_components, settings};
+use crate::cli::{
+    BuildArgs, Cli, Command, DeployArgs, ImageCommand, OutputFormat, PlanArgs, PromoteArgs,
+    PruneArgs, RetagArgs, RunArgs, TagsArgs,
+};
+use crate::config::context::{ContextSources, RunContext};
+use crate::error::{InputError, RunFailed};
+use crate::execute::report::RunReport;
+use crate::execute::{Executor, Settings};
+use crate::github::actions::Runner;
+use crate::images::credentials::{RegistryAccess, retag_images};
+use crate::images::tags;
+use crate::oci::RetagOptions;
+use crate::plan::{self, Plan, render};
+use crate::report::summary;
+use crate::session::Session;
+
+/// Runs `cli`, printing results to stdout; errors carry what the exit code needs.
+pub fn run(cli: &Cli, runner: Runner) -> Result<()> {
+    let kubeconfig = match &cli.command {
+        Command::Run(args) => args.cluster.kubeconfig.as_deref(),
+        Command::Deploy(args) => args.cluster.kubeconfig.as_deref(),
+        Command::Image(ImageCommand::Prune(args)) => args.cluster.kubeconfig.as_deref(),
+        _ => None,
+    };
+    let session = Session::open(cli.session_request(kubeconfig), runner)?;
+    match &cli.command {
+        Command::Plan(args) => plan_command(&session, args),
+        Command::Run(args) => run_command(&session, args),
+        Command::Deploy(args) => deploy(&session, args),
+        Command::Promote(args) => promote(&session, args),
+        Command::Image(ImageCommand::Tags(args)) => image_tags(&session, args),
+        Command::Image(ImageCommand::Retag(args)) => image_retag(&session, args),
+        Command::Image(ImageCommand::Build(args)) => image_build(&session, args),
+        Command::Image(ImageCommand::Prune(args)) => image_prune(&session, args),
+    }
+}
+
+/// The plan for a run context, with the session's pipeline and dry-run setting.
+fn plan_for(session: &Session, sources: &ContextSources) -> Result<Plan, InputError> {
+    let pipeline = session.pipeline()?;
+    let context = RunContext::resolve(sources)?;
+    plan::build(
+        pipeline,
+        &context,
+        session.dry_run,
+        &session.config_source(),
+    )
+}
+
+/// A context the command makes up (deploy, promote, prune), from runner variables where
+/// they help.
+fn synthetic(session: &Session, event: &str, git_ref: String) -> ContextSources {
+    ContextSources {
+        event_name: Some(event.to_owned()),
+        git_ref: Some(git_ref),
+        repository: session.env("GITHUB_REPOSITORY"),
+        ..ContextSources::default()
+    }
+}
+
+fn plan_command(session: &Session, args: &PlanArgs) -> Result<()> {
+    let plan = plan_for(session, &args.event.sources()?)?;
+    let runner = &session.runner;
+    // In Actions the plan folds into one log group titled by its headline.
+    runner.group(&format!("jisu-deploy plan: {}", render::headline(&plan)));
+    match args.output {
+        OutputFormat::Text => print!("{}", render::text(&plan)),
+        OutputFormat::Json => print!("{}", render::json(&plan)),
+    }
+    runner.end_group();
+    plan_outputs(session, &plan)?;
+    runner.append_summary(&summary::plan_markdown(&plan))?;
+    Ok(())
+}
+
+fn plan_outputs(session: &Session, plan: &Plan) -> Result<()> {
+    let running: Vec<&str> = plan
+        .jobs
+        .iter()
+        .filter(|j| j.decision.runs)
+        .map(|j| j.id.as_str())
+        .collect();
+    let environment = plan
+        .jobs
+        .iter()
+        .filter(|j| j.decision.runs)
+        .find_map(|j| j.environment.clone())
+        .unwrap_or_default();
+    session.runner.set_outputs(&[
+        ("jobs", running.join(",")),
+        ("environment", environment),
+        ("dry-run", plan.dry_run.to_string()),
+        ("plan", render::json(plan)),
+    ])
+}
+
+fn run_command(session: &Session, args: &RunArgs) -> Result<()> {
+    let plan = plan_for(session, &args.event.sources()?)?;
+    let given = args.digests.parse()?;
+    check_digest_components(session.pipeline()?, &given)?;
+    let jobs: Vec<String> = args
+        .jobs
+        .iter()
+        .filter(|j| !j.is_empty())
+        .cloned()
+        .collect();
+    if session.dry_run {
+        // A dry run prints the very plan a real run would carry out, and contacts nothing.
+        session.runner.group(&format!(
+            "jisu-deploy run (dry run): {}",
+            render::headline(&plan)
+        ));
+        print!("{}", render::text(&plan));
+        session.runner.end_group();
+        plan_outputs(session, &plan)?;
+        session
+            .runner
+            .append_summary(&summary::plan_markdown(&plan))?;
+        return Ok(());
+    }
+    let settings = settings(
+        &args.registry,
+        Some(&args.cluster),
+        Some(&args.build),
+        Some(&args.deploy),
+        Some(&args.prune),
+    );
+    let (report, _) = execute(session, &plan, &jobs, settings, given, false)?;
+    finish(session, &report)
+}
+
+/// Prepares and runs `jobs` of `plan` on the session's runtime.
+fn execute<'s>(
+    session: &'s Session,
+    plan: &Plan,
+    jobs: &[String],
+    settings: Settings,
+    given: BTreeMap<String, String>,
+    preview: bool,
+) -> Result<(RunReport, Executor<'s>)> {
+    let mut executor = Executor::new(session, settings, preview);
+    executor.given_digests(given);
+    let report = session.block_on(executor.execute(plan, jobs))?;
+    Ok((report, executor))
+}
+
+/// Prints the report, writes the outputs and the job summary, and fails the process when
+/// the run failed.
+fn finish(session: &Session, report: &RunReport) -> Result<()> {
+    print!("{}", summary::run_text(report));
+    session.runner.set_outputs(&[
+        ("report", report.json()),
+        ("digests", serde_json::to_string(&report.digests)?),
+        (
+            "environment-url",
+            report.environment_url.clone().unwrap_or_default(),
+        ),
+        (
+            "result",
+            if report.succeeded() {
+                "success"
+            } else {
+                "failure"
+            }
+            .to_owned(),
+        ),
+    ])?;
+    session
+        .runner
+        .append_summary(&summary::run_markdown(report))?;
+    failed(report)
+}
+
+/// `Err` when the run failed: exit 2 when its first failure was bad input and nothing had
+/// been changed before it, else exit 1.
+fn failed(report: &RunReport) -> Result<()> {
+    if report.succeeded() {
+        return Ok(());
+    }
+    Err(RunFailed {
+        message: report
+            .first_failure()
+            .unwrap_or_else(|| "a job was not reached".to_owned()),
+        bad_input: report.failed_on_input_before_changes(),
+    }
+    .into())
+}
+
+/// The one job of `plan` a view stands for; a job the plan skips is bad input with the
+/// plan's reason.
+fn the_job(plan: &Plan, id: &str, what: &str) -> Result<(), InputError> {
+    match plan.jobs.iter().find(|j| j.id == id) {
+        Some(job) if job.decision.runs => Ok(()),
+        Some(job) => Err(InputError::new(
+            what,
+            None,
+            format!("nothing to do: {}", job.decision.reason),
+        )),
+        None => Err(InputError::new(
+            what,
+            None,
+            format!("this event's plan has no `{id}` job"),
+        )),
+    }
+}
+
+fn deploy(session: &Session, args: &DeployArgs) -> Result<()> {
+    let pipeline = session.pipeline()?;
+    let Some(env) = pipeline.environments.get(&args.environment) else {
+        let known: Vec<&str> = pipeline.environments.keys().map(String::as_str).collect();
+        return Err(InputError::new(
+            "--environment",
+            None,
+            format!(
+                "no environment `{}` in {}; it defines: {}",
+                args.environment,
+                session.config_source(),
+                known.join(", ")
+            ),
+        )
+        .into());
+    };
+    let sha = args
+        .sha
+        .clone()
+        .filter(|s| !s.trim().is_empty())
+        .or_else(|| session.env("GITHUB_SHA"))
+        .ok_or_else(|| {
+            InputError::new(
+                "--sha",
+                None,
+                "the commit to deploy is needed for the version label and to find its images: pass --sha (GITHUB_SHA in Actions)",
+            )
+        })?;
+    // A deploy of E is what a push of the commit to E's branch deploys.
+    let mut sources = synthetic(session, "push", format!("refs/heads/{}", env.branch));
+    sources.sha_flag = Some(sha.trim().to_owned());
+    let plan = plan_for(session, &sources)?;
+    let job = format!("deploy-{}", args.environment);
+    the_job(&plan, &job, "--environment")?;
+    let given = args.digests.parse()?;
+    check_digest_components(pipeline, &given)?;
+    let settings = settings(
+        &args.registry,
+        Some(&args.cluster),
+        None,
+        Some(&args.deploy),
+        None,
+    );
+    let (report, executor) = execute(session, &plan, &[job], settings, given, session.dry_run)?;
+    if session.dry_run {
+        for (objects, applied) in executor.applied() {
+            println!(
+                "dry run: server-side dry run of {} object(s) in namespace {}; nothing was changed",
+                objects.len(),
+                env.namespace
+            );
+            for outcome in &applied.objects {
+                println!("{outcome}");
+            }
+            for pruned in &applied.pruned {
+                println!("- {pruned} (would be pruned)");
+            }
+        }
+    }
+    session
+        .runner
+        .set_outputs(&[("environment", args.environment.clone())])?;
+    finish(session, &report)
+}
+
+fn promote(session: &Session, args: &PromoteArgs) -> Result<()> {
+    let pipeline = session.pipeline()?;
+    let mut sources = synthetic(
+        session,
+        "workflow_dispatch",
+        format!("refs/heads/{}", pipeline.default_branch),
+    );
+    sources.inputs = [
+        ("operation", "promote"),
+        ("environment", args.environment.as_str()),
+        ("sha", args.sha.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let plan = plan_for(session, &sources)?;
+    the_job(&plan, "promote", "--environment")?;
+    let settings = settings(&args.registry, None, None, None, None);
+    let jobs = ["promote".to_owned()];
+    let (report, executor) = execute(
+        session,
+        &plan,
+        &jobs,
+        settings,
+        BTreeMap::new(),
+        session.dry_run,
+    )?;
+    if let Some(outcome) = &executor.images.promoted {
+        print!("{outcome}");
+    }
+    session.runner.set_outputs(&[("report", report.json())])?;
+    session
+        .runner
+        .set_outputs(&[("digests", serde_json::to_string(&report.digests)?)])?;
+    session
+        .runner
+        .append_summary(&summary::run_markdown(&report))?;
+    failed(&report)
+}
+
+fn image_tags(session: &Session, args: &TagsArgs) -> Result<()> {
+    let pipeline = session.pipeline()?;
+    let context = RunContext::resolve(&args.event.sources()?)?;
+    let images: Vec<tags::ImageTags> = pipeline
+        .components
+        .keys()
+        .filter_map(|component| tags::compute(pipeline, &context, component))
+        .collect();
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&images)?),
+        OutputFormat::Text if images.is_empty() => println!("this event builds no images"),
+        OutputFormat::Text => {
+            for image in &images {
+                let verb = if image.push { "push" } else { "build only" };
+                println!("{} ({verb}):", image.component);
+                for reference in image.references() {
+                    println!("  {reference}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn image_retag(session: &Session, args: &RetagArgs) -> Result<()> {
+    let access = RegistryAccess::from(&args.registry);
+    let options = RetagOptions {
+        allow_blob_copy: args.allow_blob_copy,
+    };
+    let outcome = session.block_on(retag_images(&args.src, &args.dst, &access, &options))?;
+    println!("{outcome}");
+    session
+        .runner
+        .set_outputs(&[("digest", outcome.digest.to_string())])?;
+    Ok(())
+}
+
+fn image_build(session: &Session, args: &BuildArgs) -> Result<()> {
+    let plan = plan_for(session, &args.event.sources()?)?;
+    // Unknown components are bad input, named with the ones this event builds.
+    crate::images::build_command::build_specs(&plan, &args.components, args.push, "")?;
+    if !plan.jobs.iter().any(|j| j.id == "build" && j.decision.runs) {
+        println!("this event builds no images");
+        return Ok(());
+    }
+    let mut settings = settings(&args.registry, None, Some(&args.build), None, None);
+    settings.push = args.push;
+    settings.components = args.components.clone();
+    let jobs = ["build".to_owned()];
+    let (report, executor) = execute(
+        session,
+        &plan,
+        &jobs,
+        settings,
+        BTreeMap::new(),
+        session.dry_run,
+    )?;
+    for line in &executor.images.built {
+        println!("{line}");
+    }
+    session
+        .runner
+        .set_outputs(&[("digests", serde_json::to_string(&report.digests)?)])?;
+    session.runner.set_outputs(&[("report", report.json())])?;
+    failed(&report)
+}
+
+fn image_prune(session: &Session, args: &PruneArgs) -> Result<()> {
+    let plan = plan_for(session, &synthetic(session, "schedule", String::new()))?;
+    the_job(&plan, "prune", "pipeline file")?;
+    let settings = settings(
+        &args.registry,
+        Some(&args.cluster),
+        None,
+        None,
+        Some(&args.prune),
+    );
+    let jobs = ["prune".to_owned()];
+    let (report, executor) = execute(
+        session,
+        &plan,
+        &jobs,
+        settings,
+        BTreeMap::new(),
+        session.dry_run,
+    )?;
+    let mut deleted = Vec::new();
+    for repository in &executor.images.pruned {
+        println!("{}:", repository.repository);
+        for verdict in &repository.verdicts {
+            let verdict = verdict.to_string();
+            match verdict.strip_prefix("delete ") {
+                Some(rest) if session.dry_run => println!("  would delete {rest}"),
+                _ => println!("  {verdict}"),
+            }
+        }
+        deleted.extend(
+            repository
+                .deleted
+                .iter()
+                .map(|d| format!("{}@{d}", repository.repository)),
+        );
+    }
+    session
+        .runner
+        .set_outputs(&[("deleted", serde_json::to_string(&deleted)?)])?;
+    failed(&report)
+}

@@ -1,0 +1,248 @@
+//! Child processes: no shell, a scrubbed environment, a working directory inside the
+//! checkout, a deadline, and output streamed to our stderr (stdout carries results).
+//!
+//! A child sees only what it needs: the variables in [`PASSED_THROUGH`] (a locale, a
+//! `PATH`, a home) plus what the caller gives it. Tokens, registry passwords and the
+//! kubeconfig this process holds never reach a gate command or an image builder.
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::config::duration::HumanDuration;
+
+/// Variables a child inherits from this process when they are set: what programs need to
+/// find themselves and behave (locale, temp dir, home), nothing that carries a secret.
+pub const PASSED_THROUGH: &[&str] = &[
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "TERM", "CI",
+];
+
+/// Why a child process did not succeed. Callers branch on this (a failed gate stops the
+/// build; blue-green tells a failed smoke command from a failed rollout).
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    /// The program could not be started (not installed, not executable).
+    #[error("`{name}`: cannot start `{program}`: {source}")]
+    Start {
+        /// The command's name.
+        name: String,
+        /// The program.
+        program: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// It ran and exited unsuccessfully.
+    #[error("`{name}` failed ({status})")]
+    Failed {
+        /// The command's name.
+        name: String,
+        /// The exit status as the OS reports it.
+        status: String,
+    },
+    /// It ran past its deadline and was killed.
+    #[error("`{name}` did not finish within {timeout} and was stopped")]
+    TimedOut {
+        /// The command's name.
+        name: String,
+        /// The deadline.
+        timeout: HumanDuration,
+    },
+    /// The working directory is not inside the checkout.
+    #[error("`{name}`: working directory `{workdir}` is not inside the checkout")]
+    OutsideCheckout {
+        /// The command's name.
+        name: String,
+        /// The directory asked for.
+        workdir: String,
+    },
+    /// Waiting for it failed.
+    #[error("`{name}`: {source}")]
+    Wait {
+        /// The command's name.
+        name: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// One child process to run.
+#[derive(Debug, Clone)]
+pub struct Child<'a> {
+    /// A name for logs and errors (`flake8`, `build of backend`).
+    pub name: &'a str,
+    /// Program and arguments; never passed through a shell.
+    pub argv: &'a [String],
+    /// Working directory, relative to `checkout`.
+    pub workdir: &'a str,
+    /// The checkout every path is resolved inside.
+    pub checkout: &'a Path,
+    /// Variables added to the scrubbed environment.
+    pub env: &'a BTreeMap<String, String>,
+    /// Deadline; the child is killed when it passes.
+    pub timeout: Duration,
+}
+
+/// `relative` resolved inside `root`, refusing absolute paths and `..` that would leave it.
+/// Symbolic links are resolved too, so a link in the checkout cannot point outside it.
+pub fn inside(root: &Path, relative: &str) -> Option<PathBuf> {
+    let relative = Path::new(relative);
+    if relative.components().any(|c| {
+        matches!(
+            c,
+            Component::ParentDir | Component::RootDir | Component::Prefix(_)
+        )
+    }) {
+        return None;
+    }
+    let root = root.canonicalize().ok()?;
+    let joined = root.join(relative).canonicalize().ok()?;
+    joined.starts_with(&root).then_some(joined)
+}
+
+/// The environment a child gets: the pass-through variables this process has, then `extra`.
+pub fn scrubbed_env(
+    lookup: impl Fn(&str) -> Option<String>,
+    extra: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = PASSED_THROUGH
+        .iter()
+        .filter_map(|name| Some((name.to_string(), lookup(name)?)))
+        .collect();
+    env.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+    env
+}
+
+/// Runs `child` to completion: output on our stderr, killed at the deadline.
+pub async fn run(child: &Child<'_>) -> Result<(), ProcessError> {
+    use std::os::fd::AsFd as _;
+    let name = child.name.to_owned();
+    let (program, arguments) = child
+        .argv
+        .split_first()
+        .ok_or_else(|| ProcessError::Start {
+            name: name.clone(),
+            program: String::new(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command line"),
+        })?;
+    let workdir =
+        inside(child.checkout, child.workdir).ok_or_else(|| ProcessError::OutsideCheckout {
+            name: name.clone(),
+            workdir: child.workdir.to_owned(),
+        })?;
+    let stderr = std::io::stderr()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|source| ProcessError::Wait {
+            name: name.clone(),
+            source,
+        })?;
+    let env = scrubbed_env(|k| std::env::var(k).ok(), child.env);
+    let mut process = tokio::process::Command::new(program)
+        .args(arguments)
+        .current_dir(&workdir)
+        .env_clear()
+        .envs(&env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(stderr))
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| ProcessError::Start {
+            name: name.clone(),
+            program: program.clone(),
+            source,
+        })?;
+    match tokio::time::timeout(child.timeout, process.wait()).await {
+        Ok(Ok(status)) if status.success() => Ok(()),
+        Ok(Ok(status)) => Err(ProcessError::Failed {
+            name,
+            status: status.to_string(),
+        }),
+        Ok(Err(source)) => Err(ProcessError::Wait { name, source }),
+        Err(_) => {
+            process.kill().await.ok();
+            Err(ProcessError::TimedOut {
+                name,
+                timeout: HumanDuration(child.timeout),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| w.to_string()).collect()
+    }
+
+    #[test]
+    fn paths_stay_inside_the_checkout() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("app")).unwrap();
+        std::os::unix::fs::symlink("/etc", dir.path().join("escape")).unwrap();
+        assert!(inside(dir.path(), "app").is_some());
+        assert!(inside(dir.path(), ".").is_some());
+        assert!(inside(dir.path(), "../app").is_none());
+        assert!(inside(dir.path(), "/etc").is_none());
+        assert!(
+            inside(dir.path(), "escape").is_none(),
+            "a link out is refused"
+        );
+        assert!(inside(dir.path(), "missing").is_none());
+    }
+
+    #[test]
+    fn children_get_only_the_pass_through_variables_and_their_own() {
+        let lookup = |k: &str| match k {
+            "PATH" => Some("/bin".to_owned()),
+            "GITHUB_TOKEN" | "REGISTRY_PASSWORD" => Some("secret".to_owned()),
+            _ => None,
+        };
+        let extra = BTreeMap::from([("APP_ENV".to_owned(), "test".to_owned())]);
+        let env = scrubbed_env(lookup, &extra);
+        assert_eq!(
+            env.into_iter().collect::<Vec<_>>(),
+            vec![
+                ("APP_ENV".to_owned(), "test".to_owned()),
+                ("PATH".to_owned(), "/bin".to_owned())
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn exit_status_and_deadline_decide() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = BTreeMap::new();
+        let child = |words: &'static [&'static str], timeout: u64| {
+            let argv = argv(words);
+            let checkout = dir.path().to_owned();
+            let env = env.clone();
+            async move {
+                run(&Child {
+                    name: "t",
+                    argv: &argv,
+                    workdir: ".",
+                    checkout: &checkout,
+                    env: &env,
+                    timeout: Duration::from_millis(timeout),
+                })
+                .await
+            }
+        };
+        assert!(child(&["true"], 5_000).await.is_ok());
+        assert!(matches!(
+            child(&["false"], 5_000).await,
+            Err(ProcessError::Failed { .. })
+        ));
+        assert!(matches!(
+            child(&["sleep", "5"], 100).await,
+            Err(ProcessError::TimedOut { .. })
+        ));
+        assert!(matches!(
+            child(&["no-such-program-here"], 5_000).await,
+            Err(ProcessError::Start { .. })
+        ));
+    }
+}
