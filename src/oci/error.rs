@@ -16,7 +16,7 @@ pub enum RegistryError {
     Reference(#[from] ReferenceError),
     /// The registry would be spoken to over plain HTTP without that being allowed.
     #[error(
-        "refusing plain HTTP to registry {registry}: pass --allow-http (allow_http) to use an HTTP-only registry"
+        "refusing plain HTTP to registry {registry}: pass --registry-allow-http (allow_http) to use an HTTP-only registry; a registry on a loopback address (localhost, 127.0.0.0/8, [::1]) needs no flag"
     )]
     InsecureNotAllowed {
         /// The registry host.
