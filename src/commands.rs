@@ -158,22 +158,17 @@ fn execute<'s>(
 /// the run failed.
 fn finish(session: &Session, report: &RunReport) -> Result<()> {
     print!("{}", summary::run_text(report));
+    let url = report.environment_url.clone().unwrap_or_default();
+    let result = if report.succeeded() {
+        "success"
+    } else {
+        "failure"
+    };
     session.runner.set_outputs(&[
         ("report", report.json()),
         ("digests", serde_json::to_string(&report.digests)?),
-        (
-            "environment-url",
-            report.environment_url.clone().unwrap_or_default(),
-        ),
-        (
-            "result",
-            if report.succeeded() {
-                "success"
-            } else {
-                "failure"
-            }
-            .to_owned(),
-        ),
+        ("environment-url", url),
+        ("result", result.to_owned()),
     ])?;
     session
         .runner

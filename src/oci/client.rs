@@ -3,6 +3,7 @@
 //! makes. Blob operations are in `blobs.rs`.
 
 use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -35,8 +36,8 @@ pub struct BearerRealm {
 /// How to reach and authenticate to a registry.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
-    /// Speak plain HTTP instead of HTTPS. Off by default and never implied, not even for
-    /// loopback addresses: an HTTP registry must be asked for.
+    /// Speak plain HTTP instead of HTTPS. Off by default; a registry on a loopback address
+    /// (see [`is_loopback_registry`]) is spoken to over HTTP without it.
     pub allow_http: bool,
     /// Username and password (or token); `None` is anonymous.
     pub credentials: Option<Credentials>,
@@ -94,12 +95,64 @@ struct CachedToken {
     renew_at: Instant,
 }
 
+/// Whether `host` — a registry name as in a reference (`localhost:5000`, `127.0.0.1:5000`,
+/// `[::1]:5000`) or a URL's host — is a loopback address. Such a registry is spoken to over
+/// plain HTTP without `allow_http`, as Docker does: the traffic never leaves the machine,
+/// and local test registries rarely have a certificate.
+pub fn is_loopback_registry(host: &str) -> bool {
+    if let Ok(addr) = host.parse::<SocketAddr>() {
+        return addr.ip().is_loopback();
+    }
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return ip.is_loopback();
+    }
+    let name = match host.rsplit_once(':') {
+        Some((name, port))
+            // `u16` parsing alone would take `+5000`.
+            if port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok() =>
+        {
+            name
+        }
+        _ => host,
+    };
+    // `SocketAddr` and `IpAddr` do not take a bracketed IPv6 address without a port.
+    if let Some(inside) = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        return inside.parse::<Ipv6Addr>().is_ok_and(|ip| ip.is_loopback());
+    }
+    name.eq_ignore_ascii_case("localhost")
+}
+
+/// When a URL the client is sent to (its base, a redirect, a token realm) may be plain HTTP.
+#[derive(Debug, Clone, Copy)]
+struct PlainHttp {
+    /// The caller asked for HTTP (`allow_http`).
+    allowed: bool,
+    /// The registry's API is on a loopback address. Its redirects and token realms may then
+    /// use HTTP on loopback too, never HTTP to another machine.
+    loopback: bool,
+}
+
+impl PlainHttp {
+    fn for_base(base: &Url, allow_http: bool) -> Self {
+        PlainHttp {
+            allowed: allow_http,
+            loopback: base.host_str().is_some_and(is_loopback_registry),
+        }
+    }
+
+    fn permits(self, url: &Url) -> bool {
+        url.scheme() != "http"
+            || self.allowed
+            || (self.loopback && url.host_str().is_some_and(is_loopback_registry))
+    }
+}
+
 /// A client for one registry. Every outside call goes through it, so its counter sees all.
 pub struct RegistryClient {
     http: reqwest::Client,
     registry: String,
     base: Url,
-    allow_http: bool,
+    plain_http: PlainHttp,
     credentials: Option<Credentials>,
     auth: Mutex<AuthState>,
     counter: RequestCounter,
@@ -144,26 +197,31 @@ fn api_host(registry: &str) -> &str {
 
 impl RegistryClient {
     /// A client for `registry` (as in a [`Reference`]), at `https://<registry>/`, or
-    /// `http://` when `options.allow_http` is set.
+    /// `http://` when `options.allow_http` is set or the registry is on a loopback address.
     pub fn new(registry: &str, options: ClientOptions) -> Result<Self, RegistryError> {
-        let scheme = if options.allow_http { "http" } else { "https" };
-        let base = Url::parse(&format!("{scheme}://{}/", api_host(registry))).map_err(|e| {
-            RegistryError::Protocol {
+        let host = api_host(registry);
+        let scheme = if options.allow_http || is_loopback_registry(host) {
+            "http"
+        } else {
+            "https"
+        };
+        let base =
+            Url::parse(&format!("{scheme}://{host}/")).map_err(|e| RegistryError::Protocol {
                 operation: format!("building the URL of registry {registry}"),
                 problem: e.to_string(),
-            }
-        })?;
+            })?;
         Self::with_base_url(registry, base, options)
     }
 
     /// A client for `registry` whose API is at `base` (for mirrors and tests). An `http:`
-    /// base is refused unless `options.allow_http` is set.
+    /// base is refused unless `options.allow_http` is set or its host is a loopback address.
     pub fn with_base_url(
         registry: &str,
         mut base: Url,
         options: ClientOptions,
     ) -> Result<Self, RegistryError> {
-        if base.scheme() == "http" && !options.allow_http {
+        let plain_http = PlainHttp::for_base(&base, options.allow_http);
+        if !plain_http.permits(&base) {
             return Err(RegistryError::InsecureNotAllowed {
                 registry: registry.to_owned(),
             });
@@ -172,11 +230,11 @@ impl RegistryClient {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        let allow_http = options.allow_http;
-        // Never follow a redirect from HTTPS down to HTTP unless HTTP was allowed; reqwest
-        // already drops Authorization when a redirect leaves the host (blob storage).
+        // Never follow a redirect down to plain HTTP unless HTTP was allowed or it stays on
+        // loopback from a loopback registry; reqwest already drops Authorization when a
+        // redirect leaves the host (blob storage).
         let redirect = reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.url().scheme() == "http" && !allow_http {
+            if !plain_http.permits(attempt.url()) {
                 attempt.error("redirect to plain HTTP refused")
             } else if attempt.previous().len() > 5 {
                 attempt.error("too many redirects")
@@ -205,7 +263,7 @@ impl RegistryClient {
             http,
             registry: registry.to_owned(),
             base,
-            allow_http,
+            plain_http,
             credentials: options.credentials,
             auth: Mutex::new(AuthState {
                 scheme: preset.map_or(Scheme::Unknown, Scheme::Bearer),
@@ -376,7 +434,7 @@ impl RegistryClient {
         };
         let mut url = Url::parse(&realm.realm)
             .map_err(|e| token_error(format!("realm is not a URL: {e}")))?;
-        if url.scheme() == "http" && !self.allow_http {
+        if !self.plain_http.permits(&url) {
             return Err(RegistryError::InsecureNotAllowed {
                 registry: format!("{} (token service {})", self.registry, realm.realm),
             });
@@ -600,15 +658,58 @@ mod tests {
     use super::*;
 
     #[test]
-    fn http_needs_to_be_asked_for_even_on_loopback() {
-        let base = Url::parse("http://127.0.0.1:5000/").unwrap();
+    fn loopback_registries_are_recognised_by_address_not_by_prefix() {
+        for host in [
+            "localhost",
+            "localhost:5000",
+            "LocalHost:5000",
+            "127.0.0.1",
+            "127.0.0.1:5000",
+            "127.1.2.3",
+            "127.255.255.254:443",
+            "[::1]",
+            "[::1]:5000",
+            "::1",
+        ] {
+            assert!(is_loopback_registry(host), "{host}");
+        }
+        for host in [
+            "localhost.example.com",
+            "localhost.example.com:5000",
+            "evil-localhost",
+            "localhost:",
+            "localhost:+5000",
+            "localhost:99999",
+            "128.0.0.1",
+            "126.255.255.255",
+            "10.0.0.1:5000",
+            "0.0.0.0:5000",
+            "127.0.0.1.nip.io",
+            "127.0.0.1.nip.io:5000",
+            "ghcr.io",
+            "[::2]:5000",
+            "[::1]:99999",
+            "[127.0.0.1]",
+            "",
+        ] {
+            assert!(!is_loopback_registry(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn http_base_is_refused_off_loopback_unless_asked_for() {
+        let base = Url::parse("http://10.0.0.1:5000/").unwrap();
         let err =
-            RegistryClient::with_base_url("127.0.0.1:5000", base.clone(), ClientOptions::default())
+            RegistryClient::with_base_url("10.0.0.1:5000", base.clone(), ClientOptions::default())
                 .unwrap_err();
         assert!(matches!(err, RegistryError::InsecureNotAllowed { .. }));
-        assert!(err.to_string().contains("--allow-http"));
+        let msg = err.to_string();
+        assert!(
+            msg.contains("pass --registry-allow-http") && msg.contains("loopback"),
+            "{msg}"
+        );
         let ok = RegistryClient::with_base_url(
-            "127.0.0.1:5000",
+            "10.0.0.1:5000",
             base,
             ClientOptions {
                 allow_http: true,
@@ -619,20 +720,104 @@ mod tests {
     }
 
     #[test]
-    fn default_scheme_is_https_and_docker_hub_maps_to_its_api_host() {
-        let c = RegistryClient::new("localhost:5000", ClientOptions::default()).unwrap();
-        assert_eq!(c.base.as_str(), "https://localhost:5000/");
+    fn http_base_on_loopback_needs_no_flag() {
+        for base in [
+            "http://127.0.0.1:5000/",
+            "http://localhost:5000/",
+            "http://[::1]:5000/",
+        ] {
+            let url = Url::parse(base).unwrap();
+            let c = RegistryClient::with_base_url("mirror", url, ClientOptions::default());
+            assert!(c.is_ok(), "{base}");
+        }
+    }
+
+    #[test]
+    fn default_scheme_is_https_except_on_loopback() {
+        let c = RegistryClient::new("registry.example:5000", ClientOptions::default()).unwrap();
+        assert_eq!(c.base.as_str(), "https://registry.example:5000/");
         let c = RegistryClient::new("docker.io", ClientOptions::default()).unwrap();
         assert_eq!(c.base.as_str(), "https://registry-1.docker.io/");
+        for (registry, base) in [
+            ("localhost:5000", "http://localhost:5000/"),
+            ("127.0.0.1:5000", "http://127.0.0.1:5000/"),
+            ("[::1]:5000", "http://[::1]:5000/"),
+        ] {
+            let c = RegistryClient::new(registry, ClientOptions::default()).unwrap();
+            assert_eq!(c.base.as_str(), base);
+        }
         let c = RegistryClient::new(
-            "localhost:5000",
+            "registry.example:5000",
             ClientOptions {
                 allow_http: true,
                 ..ClientOptions::default()
             },
         )
         .unwrap();
-        assert_eq!(c.base.as_str(), "http://localhost:5000/");
+        assert_eq!(c.base.as_str(), "http://registry.example:5000/");
+    }
+
+    #[test]
+    fn redirects_and_realms_may_use_http_only_from_loopback_to_loopback() {
+        let url = |u: &str| Url::parse(u).unwrap();
+        let local = PlainHttp::for_base(&url("http://127.0.0.1:5000/"), false);
+        assert!(local.permits(&url("http://127.0.0.1:5001/token")));
+        assert!(local.permits(&url("http://localhost/blob")));
+        assert!(local.permits(&url("https://auth.example/token")));
+        assert!(!local.permits(&url("http://auth.example/token")));
+        assert!(!local.permits(&url("http://127.0.0.1.nip.io/token")));
+
+        let remote = PlainHttp::for_base(&url("https://ghcr.io/"), false);
+        assert!(remote.permits(&url("https://ghcr.io/token")));
+        assert!(!remote.permits(&url("http://ghcr.io/token")));
+        assert!(!remote.permits(&url("http://127.0.0.1:5000/token")));
+
+        let asked = PlainHttp::for_base(&url("https://registry.example/"), true);
+        assert!(asked.permits(&url("http://auth.example/token")));
+    }
+
+    #[tokio::test]
+    async fn loopback_registry_token_realm_and_redirect_work_over_http_without_the_flag() {
+        use wiremock::matchers::{header, method, path};
+        use wiremock::{Mock, MockServer, ResponseTemplate};
+
+        let server = MockServer::start().await;
+        let host = server.address().to_string();
+        let challenge = format!(
+            r#"Bearer realm="http://{host}/token",service="local",scope="repository:a:pull""#
+        );
+        Mock::given(method("GET"))
+            .and(path("/v2/a/manifests/t"))
+            .and(header("authorization", "Bearer tok"))
+            .respond_with(
+                ResponseTemplate::new(307)
+                    .insert_header("location", format!("http://{host}/moved/manifest")),
+            )
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/v2/a/manifests/t"))
+            .respond_with(
+                ResponseTemplate::new(401).insert_header("www-authenticate", challenge.as_str()),
+            )
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/token"))
+            .respond_with(ResponseTemplate::new(200).set_body_string(r#"{"token":"tok"}"#))
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/moved/manifest"))
+            .respond_with(ResponseTemplate::new(200).set_body_string("{}"))
+            .mount(&server)
+            .await;
+
+        let c = RegistryClient::new(&host, ClientOptions::default()).unwrap();
+        let reference = Reference::parse(&format!("{host}/a:t")).unwrap();
+        let fetched = c.get_manifest(&reference).await.unwrap();
+        assert_eq!(fetched.bytes.as_ref(), b"{}");
     }
 
     #[tokio::test]

@@ -16,7 +16,7 @@ pub enum RegistryError {
     Reference(#[from] ReferenceError),
     /// The registry would be spoken to over plain HTTP without that being allowed.
     #[error(
-        "refusing plain HTTP to registry {registry}: pass --allow-http (allow_http) to use an HTTP-only registry"
+        "refusing plain HTTP to registry {registry}: pass --registry-allow-http (allow_http) to use an HTTP-only registry; a registry on a loopback address (localhost, 127.0.0.0/8, [::1]) needs no flag"
     )]
     InsecureNotAllowed {
         /// The registry host.
@@ -47,7 +47,7 @@ pub enum RegistryError {
     SourceNeedsTagOrDigest(String),
     /// The registry wants credentials and none were given.
     #[error(
-        "registry {registry} requires authentication for {operation}; pass --username with REGISTRY_PASSWORD (or GITHUB_TOKEN) in the environment, or log in so ~/.docker/config.json has credentials"
+        "registry {registry} requires authentication for {operation}; pass --registry-username with REGISTRY_PASSWORD (or GITHUB_TOKEN) in the environment, or log in so ~/.docker/config.json has credentials"
     )]
     AuthenticationRequired {
         /// The registry host.
@@ -245,7 +245,7 @@ mod tests {
         };
         let msg = e.to_string();
         assert!(
-            msg.contains("ghcr.io/a/b:v1") && msg.contains("--username"),
+            msg.contains("ghcr.io/a/b:v1") && msg.contains("--registry-username"),
             "{msg}"
         );
         let e = RegistryError::UnexpectedStatus {

@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use super::{Action, ColorRole, Decision, ImageSource, Plan, short};
+use super::{Action, ColorRole, Decision, ImageSource, Plan, When, short};
 use crate::config::context::{DispatchRequest, Event, GitRef};
 
 /// One line saying what event the plan is for.
@@ -89,9 +89,14 @@ pub fn text(plan: &Plan) -> String {
             let last_step = s + 1 == job.steps.len();
             let step_branch = if last_step { "└─" } else { "├─" };
             let detail_indent = if last_step { "   " } else { "│  " };
+            let always = if step.when == When::Always {
+                " (always)"
+            } else {
+                ""
+            };
             let _ = writeln!(
                 out,
-                "{indent}{step_branch} [{}] {}: {}",
+                "{indent}{step_branch} [{}] {}{always}: {}",
                 mark(&step.decision),
                 step.id,
                 step.decision.reason

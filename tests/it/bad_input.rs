@@ -322,18 +322,6 @@ fn cases() -> Vec<Case> {
             "matches neither `retention.schedule` nor `backup.schedule`",
         ),
         case(
-            "push to a branch with no environment",
-            Flags(&[
-                "--event-name",
-                "push",
-                "--ref",
-                "refs/heads/feature/x",
-                "--sha",
-                SHA,
-            ]),
-            "branch `feature/x` has no environment",
-        ),
-        case(
             "unknown event name",
             Flags(&["--event-name", "issues", "--ref", "refs/heads/main"]),
             "event `issues` is not one jisu-deploy runs on",

@@ -239,7 +239,7 @@ async fn basic_auth_registry_requires_and_accepts_credentials() {
     );
     let msg = err.to_string();
     assert!(
-        msg.contains(&src.to_string()) && msg.contains("--username"),
+        msg.contains(&src.to_string()) && msg.contains("--registry-username"),
         "{msg}"
     );
 
