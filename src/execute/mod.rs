@@ -177,6 +177,7 @@ impl<'s> Executor<'s> {
             .iter()
             .filter(|j| j.decision.runs && selected.contains(j.id.as_str()))
         {
+            let mut unsupported: Vec<&str> = Vec::new();
             for (index, step) in job.steps.iter().enumerate() {
                 if !step.decision.runs {
                     continue;
@@ -224,14 +225,11 @@ impl<'s> Executor<'s> {
                     | Action::AcquireLock { .. }
                     | Action::ReleaseLock { .. }
                     | Action::RecordDeployment { .. } => {}
-                    other => problems.push(crate::error::InputProblem::new(
-                        &at,
-                        format!(
-                            "{} is not supported by this version of jisu-deploy; nothing was changed. Run the jobs this version supports with --job",
-                            kind(other).replace('_', " ")
-                        ),
-                    )),
+                    _ => unsupported.push(step.id.as_str()),
                 }
+            }
+            if !unsupported.is_empty() {
+                problems.push(unsupported_job(job, &unsupported));
             }
         }
         if problems.is_empty() {
@@ -412,6 +410,33 @@ impl<'s> Executor<'s> {
             }
         }
     }
+}
+
+/// A job with steps this version cannot carry out: named with the steps and what to do.
+fn unsupported_job(job: &Job, steps: &[&str]) -> crate::error::InputProblem {
+    let what = if job.steps.iter().any(|s| {
+        matches!(
+            s.action,
+            Action::SwitchTraffic { .. } | Action::ReadLiveColor { .. }
+        )
+    }) {
+        "blue-green deploys and rollbacks are"
+    } else if job
+        .steps
+        .iter()
+        .any(|s| matches!(s.action, Action::Backup { .. }))
+    {
+        "backups are"
+    } else {
+        "these steps are"
+    };
+    crate::error::InputProblem::new(
+        &format!("job `{}`", job.id),
+        format!(
+            "{what} not supported by this version of jisu-deploy (steps {}); nothing was changed. Run the other jobs with --job, or deploy this environment with `strategy: rolling`",
+            steps.join(", ")
+        ),
+    )
 }
 
 /// The jobs a run considers: all, or those `only` names (unknown ids are bad input).

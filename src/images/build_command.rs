@@ -153,7 +153,8 @@ pub async fn run_build(
     };
     let settings = BuilderSettings {
         storage_root: args.storage_root.clone(),
-        insecure_registry: args.registry.allow_http, /*LOOPBACK*/
+        insecure_registry: args.registry.allow_http
+            || crate::oci::client::is_loopback_registry(&registry),
         auth_file,
         cache_repository: args.cache_repository.clone(),
     };

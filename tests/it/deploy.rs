@@ -233,7 +233,8 @@ async fn a_healthy_deploy_applies_pinned_labelled_objects_waits_checks_and_runs_
     let (run, _) = cluster.deploy(&config, &IMAGES).await;
     assert_eq!(run.code, 0, "stderr:\n{}", run.stderr);
     assert!(
-        run.stdout.contains("deploy of 3f2c1e0 to staging: success"),
+        run.stdout
+            .contains("Run of push to branch `develop` at 3f2c1e0: succeeded"),
         "{}",
         run.stdout
     );
@@ -376,7 +377,8 @@ async fn failing_http_checks_fail_the_deploy_after_their_retries() {
         "the command runs only after the checks pass"
     );
     assert!(
-        run.stdout.contains("deploy of 3f2c1e0 to staging: failure"),
+        run.stdout
+            .contains("Run of push to branch `develop` at 3f2c1e0: failed"),
         "{}",
         run.stdout
     );
@@ -777,8 +779,9 @@ async fn unknown_and_blue_green_environments_are_refused() {
         &blue_green,
         2,
         &[
-            "environments.production.strategy",
-            "blue-green deploys are not supported by `deploy` yet",
+            "job `deploy-production`",
+            "blue-green deploys and rollbacks are not supported by this version",
+            "nothing was changed",
         ],
     );
     assert_eq!(cluster.objects(), before);

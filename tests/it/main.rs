@@ -7,4 +7,5 @@ mod deploy;
 mod images;
 mod plan_snapshots;
 mod registry;
+mod run;
 mod support;
