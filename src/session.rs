@@ -141,7 +141,7 @@ pub fn secrets_in_environment(
     if let Some(list) = env("KUBECONFIG") {
         files.extend(std::env::split_paths(&list).filter(|p| !p.as_os_str().is_empty()));
     }
-    if let Some(path) = crate::oci::auth::docker_config_path(&|k: &str| env(k)) {
+    if let Some(path) = crate::oci::auth::docker_config_path(|k: &str| env(k)) {
         files.push(path);
     }
     for file in files {

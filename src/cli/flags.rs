@@ -44,7 +44,7 @@ pub struct RegistryFlags {
     pub registry_username: Option<String>,
 
     /// Speak plain HTTP to a registry that is not on a loopback address. Registries on
-    /// localhost, 127.0.0.0/8 and [::1] are spoken to over plain HTTP without it.
+    /// `localhost`, `127.0.0.0/8` and `[::1]` are spoken to over plain HTTP without it.
     #[arg(long)]
     pub registry_allow_http: bool,
 }

@@ -24,7 +24,7 @@ pub fn headline_event(plan: &Plan) -> String {
         .as_deref()
         .map(|sha| format!(" at {}", short(sha)))
         .unwrap_or_default();
-    let what = match &ctx.event {
+    match &ctx.event {
         Event::Push { git_ref, .. } => match git_ref {
             GitRef::Branch(name) => format!("push to branch `{name}`{at}"),
             GitRef::Tag(name) => format!("push of tag `{name}`{at}"),
@@ -51,8 +51,7 @@ pub fn headline_event(plan: &Plan) -> String {
         },
         Event::Schedule { cron: Some(cron) } => format!("schedule `{cron}`"),
         Event::Schedule { cron: None } => "schedule".to_owned(),
-    };
-    what
+    }
 }
 
 fn mark(decision: &Decision) -> &'static str {

@@ -24,8 +24,6 @@ struct Case {
     expect: &'static str,
 }
 
-const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
-
 fn cases() -> Vec<Case> {
     use Break::*;
     let case = |name, broken, expect| Case {
