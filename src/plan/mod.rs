@@ -6,6 +6,8 @@
 
 pub mod render;
 mod steps;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 
