@@ -8,4 +8,5 @@ mod images;
 mod plan_snapshots;
 mod registry;
 mod run;
+mod secrets;
 mod support;
