@@ -55,7 +55,7 @@ retention: {{schedule: '0 3 * * *', keep_sha_tags: 2, delete_untagged_after: 7d}
 }
 
 /// Runs the binary with a clean environment plus `env`.
-fn jisu_in(args: &[&str], env: &[(&str, &str)]) -> Run {
+pub(crate) fn jisu_in(args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_jisu-deploy"));
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())

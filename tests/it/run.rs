@@ -4,7 +4,6 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -14,8 +13,9 @@ use kube::api::{Api, PostParams};
 use kube_sim::{KubeSim, SimOptions};
 use serde_json::{Value, json};
 
+use crate::images::jisu_in as jisu;
+use crate::support::Run;
 use crate::support::registry_server::RegistryServer;
-use crate::support::{Run, repo_root};
 
 const SHA: &str = "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e";
 const NS: &str = "team-staging";
@@ -170,19 +170,6 @@ impl Bed {
             .filter(|l| l.method == "PUT")
             .count()
     }
-}
-
-fn jisu(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_jisu-deploy"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", std::env::var("HOME").unwrap_or_default())
-        .current_dir(repo_root())
-        .args(args);
-    for (key, value) in env {
-        cmd.env(key, value);
-    }
-    cmd.output().expect("the jisu-deploy binary runs").into()
 }
 
 /// An output written with the heredoc form or as `name=value`.
