@@ -20,6 +20,7 @@ use crate::github::actions::Runner;
 use crate::images::credentials::{RegistryAccess, retag_images};
 use crate::images::tags;
 use crate::oci::RetagOptions;
+use crate::output;
 use crate::plan::{self, Plan, render};
 use crate::report::summary;
 use crate::session::Session;
@@ -74,8 +75,8 @@ fn plan_command(session: &Session, args: &PlanArgs) -> Result<()> {
     // In Actions the plan folds into one log group titled by its headline.
     runner.group(&format!("jisu-deploy plan: {}", render::headline(&plan)));
     match args.output {
-        OutputFormat::Text => print!("{}", render::text(&plan)),
-        OutputFormat::Json => print!("{}", render::json(&plan)),
+        OutputFormat::Text => output::out(&render::text(&plan)),
+        OutputFormat::Json => output::out(&render::json(&plan)),
     }
     runner.end_group();
     plan_outputs(session, &plan)?;
@@ -120,7 +121,7 @@ fn run_command(session: &Session, args: &RunArgs) -> Result<()> {
             "jisu-deploy run (dry run): {}",
             render::headline(&plan)
         ));
-        print!("{}", render::text(&plan));
+        output::out(&render::text(&plan));
         session.runner.end_group();
         plan_outputs(session, &plan)?;
         session
@@ -157,7 +158,7 @@ fn execute<'s>(
 /// Prints the report, writes the outputs and the job summary, and fails the process when
 /// the run failed.
 fn finish(session: &Session, report: &RunReport) -> Result<()> {
-    print!("{}", summary::run_text(report));
+    output::out(&summary::run_text(report));
     let url = report.environment_url.clone().unwrap_or_default();
     let result = if report.succeeded() {
         "success"
@@ -255,16 +256,16 @@ fn deploy(session: &Session, args: &DeployArgs) -> Result<()> {
     let (report, executor) = execute(session, &plan, &[job], settings, given, session.dry_run)?;
     if session.dry_run {
         for (objects, applied) in executor.applied() {
-            println!(
+            output::out_line(&format!(
                 "dry run: server-side dry run of {} object(s) in namespace {}; nothing was changed",
                 objects.len(),
                 env.namespace
-            );
+            ));
             for outcome in &applied.objects {
-                println!("{outcome}");
+                output::out_line(&outcome.to_string());
             }
             for pruned in &applied.pruned {
-                println!("- {pruned} (would be pruned)");
+                output::out_line(&format!("- {pruned} (would be pruned)"));
             }
         }
     }
@@ -302,7 +303,7 @@ fn promote(session: &Session, args: &PromoteArgs) -> Result<()> {
         session.dry_run,
     )?;
     if let Some(outcome) = &executor.images.promoted {
-        print!("{outcome}");
+        output::out(&outcome.to_string());
     }
     session.runner.set_outputs(&[("report", report.json())])?;
     session
@@ -323,14 +324,14 @@ fn image_tags(session: &Session, args: &TagsArgs) -> Result<()> {
         .filter_map(|component| tags::compute(pipeline, &context, component))
         .collect();
     match args.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&images)?),
-        OutputFormat::Text if images.is_empty() => println!("this event builds no images"),
+        OutputFormat::Json => output::out_line(&serde_json::to_string_pretty(&images)?),
+        OutputFormat::Text if images.is_empty() => output::out_line("this event builds no images"),
         OutputFormat::Text => {
             for image in &images {
                 let verb = if image.push { "push" } else { "build only" };
-                println!("{} ({verb}):", image.component);
+                output::out_line(&format!("{} ({verb}):", image.component));
                 for reference in image.references() {
-                    println!("  {reference}");
+                    output::out_line(&format!("  {reference}"));
                 }
             }
         }
@@ -344,7 +345,7 @@ fn image_retag(session: &Session, args: &RetagArgs) -> Result<()> {
         allow_blob_copy: args.allow_blob_copy,
     };
     let outcome = session.block_on(retag_images(&args.src, &args.dst, &access, &options))?;
-    println!("{outcome}");
+    output::out_line(&outcome.to_string());
     session
         .runner
         .set_outputs(&[("digest", outcome.digest.to_string())])?;
@@ -356,7 +357,7 @@ fn image_build(session: &Session, args: &BuildArgs) -> Result<()> {
     // Unknown components are bad input, named with the ones this event builds.
     crate::images::build_command::build_specs(&plan, &args.components, args.push, "")?;
     if !plan.jobs.iter().any(|j| j.id == "build" && j.decision.runs) {
-        println!("this event builds no images");
+        output::out_line("this event builds no images");
         return Ok(());
     }
     let mut settings = settings(&args.registry, None, Some(&args.build), None, None);
@@ -372,7 +373,7 @@ fn image_build(session: &Session, args: &BuildArgs) -> Result<()> {
         session.dry_run,
     )?;
     for line in &executor.images.built {
-        println!("{line}");
+        output::out_line(line);
     }
     session
         .runner
@@ -402,12 +403,14 @@ fn image_prune(session: &Session, args: &PruneArgs) -> Result<()> {
     )?;
     let mut deleted = Vec::new();
     for repository in &executor.images.pruned {
-        println!("{}:", repository.repository);
+        output::out_line(&format!("{}:", repository.repository));
         for verdict in &repository.verdicts {
             let verdict = verdict.to_string();
             match verdict.strip_prefix("delete ") {
-                Some(rest) if session.dry_run => println!("  would delete {rest}"),
-                _ => println!("  {verdict}"),
+                Some(rest) if session.dry_run => {
+                    output::out_line(&format!("  would delete {rest}"))
+                }
+                _ => output::out_line(&format!("  {verdict}")),
             }
         }
         deleted.extend(

@@ -16,6 +16,7 @@ pub mod github;
 pub mod images;
 pub mod kube;
 pub mod oci;
+pub mod output;
 pub mod plan;
 pub mod process;
 pub mod report;

@@ -8,13 +8,20 @@ use clap::Parser;
 use jisu_deploy::cli::Cli;
 use jisu_deploy::error::{self, InputError};
 use jisu_deploy::github::actions::{AnnotationAt, Runner};
+use jisu_deploy::output;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse_from(split_command(std::env::args_os())) {
         Ok(cli) => cli,
         Err(err) => {
             // clap prints help and version on stdout (exit 0) and usage errors on stderr (2).
-            let _ = err.print();
+            // clap quotes the offending value back; it goes through the output guard.
+            let text = err.render().to_string();
+            if err.use_stderr() {
+                output::err_line(text.trim_end());
+            } else {
+                output::out(&text);
+            }
             return ExitCode::from(if err.use_stderr() {
                 error::EXIT_BAD_INPUT as u8
             } else {
@@ -53,7 +60,7 @@ fn init_logging(level: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(output::GuardedStderr)
         // Colour codes only for a person at a terminal, never in CI logs or files.
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
@@ -62,7 +69,7 @@ fn init_logging(level: &str) {
 
 /// Prints the error on stderr and, inside Actions, as annotations GitHub shows on the run.
 fn report(err: &anyhow::Error, runner: &Runner) {
-    eprintln!("error: {err:#}");
+    output::err_line(&format!("error: {}", error_text(err)));
     match err.downcast_ref::<InputError>() {
         Some(input) => {
             for problem in &input.problems {
@@ -77,4 +84,25 @@ fn report(err: &anyhow::Error, runner: &Runner) {
         }
         None => runner.error_annotation(&AnnotationAt::default(), &format!("{err:#}")),
     }
+}
+
+/// The error and its causes, `: `-separated as anyhow's `{:#}` does. Messages quote values
+/// from outside (refs, file content, server answers), so each cause is escaped onto one
+/// line; only the problems of an input error each get their own line.
+fn error_text(err: &anyhow::Error) -> String {
+    let mut parts = Vec::new();
+    for cause in err.chain() {
+        match cause.downcast_ref::<InputError>() {
+            Some(input) => {
+                let problems: Vec<String> = input
+                    .problems
+                    .iter()
+                    .map(|problem| output::escape(&problem.to_string()).into_owned())
+                    .collect();
+                parts.push(problems.join("\n       "));
+            }
+            None => parts.push(output::escape(&cause.to_string()).into_owned()),
+        }
+    }
+    parts.join(": ")
 }

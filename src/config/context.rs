@@ -226,7 +226,10 @@ fn push(
             Default::default(),
         ),
     };
-    let git_ref = sources.git_ref.clone().unwrap_or(git_ref);
+    let git_ref = checked_ref(
+        &sources.git_ref.clone().unwrap_or(git_ref),
+        &ref_source(sources, source, "ref"),
+    )?;
     Ok(RunContext {
         event: Event::Push {
             git_ref: GitRef::parse(&git_ref),
@@ -267,7 +270,10 @@ fn pull_request(
                 event: Event::PullRequest {
                     number: p.number,
                     action: Some(p.action),
-                    base_branch: Some(p.pull_request.base.branch),
+                    base_branch: Some(checked_ref(
+                        &p.pull_request.base.branch,
+                        &format!("{source}: pull_request.base.ref"),
+                    )?),
                     from_fork,
                 },
                 sha: Some(head_sha),
@@ -276,7 +282,7 @@ fn pull_request(
             })
         }
         None => {
-            let git_ref = required_ref(sources, "pull_request")?;
+            let git_ref = checked_ref(&required_ref(sources, "pull_request")?, "--ref")?;
             let number = git_ref
                 .strip_prefix("refs/pull/")
                 .and_then(|rest| rest.split('/').next())
@@ -328,7 +334,10 @@ fn dispatch(
         ),
     };
     inputs.extend(sources.inputs.clone());
-    let git_ref = sources.git_ref.clone().unwrap_or(git_ref);
+    let git_ref = checked_ref(
+        &sources.git_ref.clone().unwrap_or(git_ref),
+        &ref_source(sources, source, "ref"),
+    )?;
     let input = |key: &str| inputs.get(key).map(|v| v.trim()).filter(|v| !v.is_empty());
     let where_inputs = if text.is_some() {
         format!("{source}: inputs")
@@ -402,6 +411,70 @@ fn required_ref(sources: &ContextSources, event: &str) -> Result<String, InputEr
     })
 }
 
+/// Where the ref came from, for errors: the flag when given, else the payload.
+fn ref_source(sources: &ContextSources, payload: &str, field: &str) -> String {
+    if sources.git_ref.is_some() {
+        "--ref".to_owned()
+    } else {
+        format!("{payload}: {field}")
+    }
+}
+
+/// A ref name as `git check-ref-format` accepts it (a bare name is a branch). Refs come
+/// from outsiders (a branch pushed to a fork, a pull request), so control characters,
+/// spaces and the characters git forbids are refused before the ref is printed or used.
+pub fn checked_ref(name: &str, source: impl AsRef<str>) -> Result<String, InputError> {
+    match ref_problem(name) {
+        None => Ok(name.to_owned()),
+        Some(problem) => Err(InputError::new(
+            source.as_ref(),
+            None,
+            format!("`{name}` is not a valid git ref: {problem}"),
+        )),
+    }
+}
+
+/// What makes `name` an invalid ref, following git's `check-ref-format` rules.
+fn ref_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        return Some("it is empty");
+    }
+    if name.len() > 1024 {
+        return Some("it is longer than 1024 bytes");
+    }
+    if name.chars().any(|c| c.is_control()) {
+        return Some("it contains a control character (a line break, tab or escape)");
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| matches!(c, ' ' | '~' | '^' | ':' | '?' | '*' | '[' | '\\'))
+    {
+        return Some(match c {
+            ' ' => "it contains a space",
+            _ => "it contains one of the characters git forbids in refs: ~ ^ : ? * [ \\",
+        });
+    }
+    if name == "@" || name.contains("@{") {
+        return Some("`@` alone and `@{` are not allowed");
+    }
+    if name.contains("..") {
+        return Some("it contains `..`");
+    }
+    if name.starts_with('/') || name.ends_with('/') || name.contains("//") {
+        return Some("it has an empty path component");
+    }
+    if name.ends_with('.') {
+        return Some("it ends with `.`");
+    }
+    if name
+        .split('/')
+        .any(|part| part.starts_with('.') || part.ends_with(".lock"))
+    {
+        return Some("a component starts with `.` or ends with `.lock`");
+    }
+    None
+}
+
 /// A full commit sha: 40 lowercase hex characters.
 fn checked_sha(sha: &str, source: &str) -> Result<String, InputError> {
     let sha = sha.trim();
@@ -431,6 +504,40 @@ mod tests {
             sha_flag: Some(SHA.into()),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn refs_follow_the_git_grammar() {
+        for good in ["refs/heads/main", "feature/x-1", "refs/tags/v1.2.3", "refs/pull/7/merge"] {
+            assert_eq!(checked_ref(good, "--ref").unwrap(), good);
+        }
+        for bad in [
+            "",
+            "refs/heads/a\n::error::x",
+            "a\rb",
+            "a\u{1b}[31m",
+            "a b",
+            "a..b",
+            "a~1",
+            "a^",
+            "a:b",
+            "a?",
+            "a*",
+            "a[b",
+            "a\\b",
+            "@",
+            "a@{1}",
+            "/a",
+            "a/",
+            "a//b",
+            "a.",
+            "refs/heads/.hidden",
+            "x.lock",
+        ] {
+            assert!(checked_ref(bad, "--ref").is_err(), "{bad:?} accepted");
+        }
+        let err = RunContext::resolve(&flags("push", "refs/heads/a\n::error::x")).unwrap_err();
+        assert!(err.to_string().contains("control character"), "{err}");
     }
 
     #[test]

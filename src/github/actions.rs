@@ -137,7 +137,7 @@ impl Runner {
     pub fn mask(&self, secret: &str) {
         if self.in_actions && !secret.is_empty() {
             for line in secret.lines().filter(|l| !l.trim().is_empty()) {
-                println!("{}", command("add-mask", &[], line));
+                crate::output::workflow_command(&command("add-mask", &[], line));
             }
         }
     }
@@ -145,21 +145,21 @@ impl Runner {
     /// Starts a collapsible log group (Actions only).
     pub fn group(&self, title: &str) {
         if self.in_actions {
-            println!("{}", command("group", &[], title));
+            crate::output::workflow_command(&command("group", &[], title));
         }
     }
 
     /// Ends the current log group (Actions only).
     pub fn end_group(&self) {
         if self.in_actions {
-            println!("::endgroup::");
+            crate::output::workflow_command("::endgroup::");
         }
     }
 
     /// Prints an error annotation (Actions only; elsewhere the error is on stderr already).
     pub fn error_annotation(&self, at: &AnnotationAt, message: &str) {
         if self.in_actions {
-            println!("{}", annotation("error", at, message));
+            crate::output::workflow_command(&annotation("error", at, message));
         }
     }
 }

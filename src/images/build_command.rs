@@ -186,13 +186,14 @@ pub async fn run_build(
         }
         if dry_run {
             for argv in &commands {
-                println!("would run: {}", argv.join(" "));
+                let shown: Vec<_> = argv.iter().map(|a| crate::output::escape(a)).collect();
+                crate::output::out_line(&format!("would run: {}", shown.join(" ")));
             }
             if spec.push && builder != Builder::Docker && spec.tags.len() > 1 {
-                println!(
+                crate::output::out_line(&format!(
                     "would then point {} at the pushed digest (byte-exact retag)",
                     spec.tags[1..].join(", ")
-                );
+                ));
             }
             continue;
         }
