@@ -228,7 +228,7 @@ fn push(
     };
     let git_ref = checked_ref(
         &sources.git_ref.clone().unwrap_or(git_ref),
-        &ref_source(sources, source, "ref"),
+        ref_source(sources, source, "ref"),
     )?;
     Ok(RunContext {
         event: Event::Push {
@@ -272,7 +272,7 @@ fn pull_request(
                     action: Some(p.action),
                     base_branch: Some(checked_ref(
                         &p.pull_request.base.branch,
-                        &format!("{source}: pull_request.base.ref"),
+                        format!("{source}: pull_request.base.ref"),
                     )?),
                     from_fork,
                 },
@@ -336,7 +336,7 @@ fn dispatch(
     inputs.extend(sources.inputs.clone());
     let git_ref = checked_ref(
         &sources.git_ref.clone().unwrap_or(git_ref),
-        &ref_source(sources, source, "ref"),
+        ref_source(sources, source, "ref"),
     )?;
     let input = |key: &str| inputs.get(key).map(|v| v.trim()).filter(|v| !v.is_empty());
     let where_inputs = if text.is_some() {
