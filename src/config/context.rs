@@ -508,7 +508,12 @@ mod tests {
 
     #[test]
     fn refs_follow_the_git_grammar() {
-        for good in ["refs/heads/main", "feature/x-1", "refs/tags/v1.2.3", "refs/pull/7/merge"] {
+        for good in [
+            "refs/heads/main",
+            "feature/x-1",
+            "refs/tags/v1.2.3",
+            "refs/pull/7/merge",
+        ] {
             assert_eq!(checked_ref(good, "--ref").unwrap(), good);
         }
         for bad in [

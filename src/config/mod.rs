@@ -2,6 +2,7 @@
 
 pub mod context;
 pub mod cron;
+pub mod depth;
 pub mod duration;
 pub mod event;
 pub mod locate;
@@ -29,14 +30,10 @@ impl Checkout {
         Checkout { root: root.into() }
     }
 
-    /// Resolves a path from the pipeline file, refusing absolute paths and `..` so a
-    /// pipeline file cannot point outside the repository.
+    /// Resolves a path from the pipeline file inside the checkout: absolute paths, `..`
+    /// and symbolic links that lead outside are refused (see [`crate::process::inside`]).
     fn resolve(&self, path: &str) -> Option<PathBuf> {
-        let relative = Path::new(path);
-        let inside = relative
-            .components()
-            .all(|part| matches!(part, PathPart::Normal(_) | PathPart::CurDir));
-        inside.then(|| self.root.join(relative))
+        crate::process::inside(&self.root, path)
     }
 }
 
@@ -47,6 +44,49 @@ impl Workspace for Checkout {
     fn is_file(&self, path: &str) -> bool {
         self.resolve(path).is_some_and(|p| p.is_file())
     }
+}
+
+/// Refuses a file that lies in the checkout but resolves (through symbolic links) to a
+/// place outside it: a pull request can add such a link, and the file's content could end
+/// up in an error or be applied to the cluster. A path the user names outside the checkout
+/// (`--config /etc/jisu.yml`) is theirs to choose and is left alone.
+pub fn contained(path: &Path, checkout: &Path) -> Result<(), String> {
+    let absolute = |p: &Path| -> PathBuf {
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            std::env::current_dir().unwrap_or_default().join(p)
+        }
+    };
+    let root = absolute(checkout);
+    let lexical = normalize(&absolute(path));
+    if !lexical.starts_with(normalize(&root)) {
+        return Ok(());
+    }
+    let (Ok(real), Ok(real_root)) = (path.canonicalize(), root.canonicalize()) else {
+        // Missing files are reported by the read that follows.
+        return Ok(());
+    };
+    if real.starts_with(&real_root) {
+        Ok(())
+    } else {
+        Err("is a symbolic link to a file outside the checkout; refusing to read it".to_owned())
+    }
+}
+
+/// `path` with `.` and `..` folded away, without touching the file system.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            PathPart::CurDir => {}
+            PathPart::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Largest input file read (pipeline file, event payload, digests): far above any real
@@ -73,9 +113,13 @@ pub fn read_input(path: &Path, what: &str) -> Result<String, InputError> {
     String::from_utf8(bytes).map_err(|_| bad(format!("{what} is not UTF-8 text")))
 }
 
-/// Reads, parses and validates the pipeline file at `path`.
-pub fn load(path: &Path, workspace: &dyn Workspace) -> Result<Pipeline, InputError> {
+/// Reads, parses and validates the pipeline file at `path` in `checkout`.
+pub fn load(path: &Path, checkout: &Checkout) -> Result<Pipeline, InputError> {
     let source = path.display().to_string();
+    contained(path, &checkout.root).map_err(|message| {
+        InputError::new(&source, None, format!("the pipeline file {message}"))
+    })?;
+    let workspace: &dyn Workspace = checkout;
     let text = read_input(path, "the pipeline file").map_err(|err| {
         InputError::new(
             &source,
@@ -91,6 +135,19 @@ pub fn load(path: &Path, workspace: &dyn Workspace) -> Result<Pipeline, InputErr
 
 /// Parses and validates pipeline YAML; `source` names it in errors.
 pub fn parse(text: &str, source: &str, workspace: &dyn Workspace) -> Result<Pipeline, InputError> {
+    if let Some(position) = depth::too_deep(text, depth::MAX_DEPTH) {
+        return Err(InputError {
+            problems: vec![InputProblem {
+                source: source.to_owned(),
+                position: Some(position),
+                field: None,
+                message: format!(
+                    "the pipeline file nests deeper than {} levels here; is this the right file?",
+                    depth::MAX_DEPTH
+                ),
+            }],
+        });
+    }
     let is_empty = matches!(
         serde_yaml::from_str::<serde_yaml::Value>(text),
         Ok(serde_yaml::Value::Null)

@@ -356,12 +356,20 @@ fn read_manifests(workspace: &Path, folder: &str) -> Result<Vec<ManifestFile>, I
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let source = format!("{}/{name}", folder.trim_end_matches('/'));
-            std::fs::read_to_string(&path)
+            // A link in the folder may point anywhere; only files in the checkout are applied.
+            if crate::process::inside(workspace, &source).is_none() {
+                return Err(InputProblem::new(
+                    &source,
+                    "is a symbolic link to a file outside the checkout; refusing to read it"
+                        .to_owned(),
+                ));
+            }
+            crate::config::read_input(&path, "the manifest")
                 .map(|text| ManifestFile {
                     source: source.clone(),
                     text,
                 })
-                .map_err(|e| InputProblem::new(&source, format!("cannot read: {e}")))
+                .map_err(|e| InputProblem::new(&source, e.problems[0].message.clone()))
         })
         .collect()
 }

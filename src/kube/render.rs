@@ -195,6 +195,17 @@ pub fn render(
 
 /// Splits a file into its non-empty YAML documents, as JSON.
 fn parse_documents(file: &ManifestFile) -> Result<Vec<Value>, RenderProblem> {
+    use crate::config::depth;
+    if let Some((line, column)) = depth::too_deep(&file.text, depth::MAX_DEPTH) {
+        return Err(RenderProblem {
+            source: file.source.clone(),
+            object: None,
+            message: format!(
+                "nests deeper than {} levels at line {line} column {column}",
+                depth::MAX_DEPTH
+            ),
+        });
+    }
     let mut docs = Vec::new();
     for document in serde_yaml::Deserializer::from_str(&file.text) {
         let value = serde_yaml::Value::deserialize(document).map_err(|err| RenderProblem {
