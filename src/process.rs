@@ -145,6 +145,9 @@ pub async fn run(child: &Child<'_>) -> Result<(), ProcessError> {
         .envs(&env)
         .stdin(Stdio::null())
         .stdout(Stdio::from(stderr))
+        // Its own process group, so stopping it stops what it started (a builder's
+        // containers, a test runner's workers) too.
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .map_err(|source| ProcessError::Start {
@@ -152,7 +155,10 @@ pub async fn run(child: &Child<'_>) -> Result<(), ProcessError> {
             program: program.clone(),
             source,
         })?;
-    match tokio::time::timeout(child.timeout, process.wait()).await {
+    // Declared after `process`, so dropped before it: when the run is cancelled (SIGTERM,
+    // SIGINT) this future is dropped mid-wait and the group is stopped first.
+    let mut group = Group(process.id());
+    let result = match tokio::time::timeout(child.timeout, process.wait()).await {
         Ok(Ok(status)) if status.success() => Ok(()),
         Ok(Ok(status)) => Err(ProcessError::Failed {
             name,
@@ -160,12 +166,53 @@ pub async fn run(child: &Child<'_>) -> Result<(), ProcessError> {
         }),
         Ok(Err(source)) => Err(ProcessError::Wait { name, source }),
         Err(_) => {
+            group.signal(libc::SIGKILL);
             process.kill().await.ok();
             Err(ProcessError::TimedOut {
                 name,
                 timeout: HumanDuration(child.timeout),
             })
         }
+    };
+    group.0 = None;
+    result
+}
+
+/// How long a cancelled child's process group gets between SIGTERM and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// A running child's process group. Dropped while the child still runs (the run was
+/// cancelled), it sends the group SIGTERM, waits up to [`STOP_GRACE`] for the child to
+/// exit, then sends SIGKILL to whatever is left.
+struct Group(Option<u32>);
+
+impl Group {
+    fn signal(&self, signal: libc::c_int) {
+        if let Some(pid) = self.0.and_then(|pid| libc::pid_t::try_from(pid).ok()) {
+            // SAFETY: kill(2) with a negative pid signals that process group; it reads no
+            // memory of ours.
+            unsafe { libc::kill(-pid, signal) };
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        let Some(pid) = self.0.and_then(|pid| libc::pid_t::try_from(pid).ok()) else {
+            return;
+        };
+        self.signal(libc::SIGTERM);
+        let deadline = std::time::Instant::now() + STOP_GRACE;
+        while std::time::Instant::now() < deadline {
+            let mut status = 0;
+            // SAFETY: waitpid(2) on our own child, with a valid pointer to a local.
+            let reaped = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            if reaped != 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.signal(libc::SIGKILL);
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 
 use anyhow::Context as _;
 use base64::Engine as _;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::config::{self, Checkout, DEFAULT_PIPELINE_PATH, Pipeline};
 use crate::error::InputError;
@@ -103,14 +104,54 @@ impl Session {
         self.config_path.display().to_string()
     }
 
-    /// Runs async work on the session's runtime.
+    /// Runs async work on the session's runtime. A SIGTERM or SIGINT (what a cancelled
+    /// workflow sends) stops it: the work is dropped, which stops running child processes
+    /// (their whole process group) and removes temporary credential files, and the process
+    /// exits with 128 + the signal number after saying so.
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
-        self.runtime.block_on(future)
+        let stopped_by = self.runtime.block_on(async {
+            let mut terminate = listen(SignalKind::terminate());
+            let mut interrupt = listen(SignalKind::interrupt());
+            tokio::select! {
+                output = future => Ok(output),
+                _ = recv(&mut terminate) => Err(("SIGTERM", libc::SIGTERM)),
+                _ = recv(&mut interrupt) => Err(("SIGINT", libc::SIGINT)),
+            }
+        });
+        // The work's future has been dropped here, with everything it held.
+        match stopped_by {
+            Ok(output) => output,
+            Err((name, number)) => {
+                let message = format!(
+                    "stopped by {name} (was the workflow cancelled?): running commands were stopped and temporary credential files removed; steps not yet finished did not complete"
+                );
+                crate::output::err_line(&format!("error: {message}"));
+                self.runner
+                    .error_annotation(&crate::github::actions::AnnotationAt::default(), &message);
+                std::process::exit(128 + number);
+            }
+        }
     }
 
     /// A non-empty environment variable of this process.
     pub fn env(&self, name: &str) -> Option<String> {
         std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+/// A signal listener; `None` when one cannot be installed (then that signal keeps its
+/// default action).
+fn listen(kind: SignalKind) -> Option<Signal> {
+    signal(kind).ok()
+}
+
+/// Waits for the signal, or forever when there is no listener.
+async fn recv(listener: &mut Option<Signal>) {
+    match listener {
+        Some(listener) => {
+            listener.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }
 

@@ -210,6 +210,8 @@ pub fn resolve_builder(requested: Builder) -> anyhow::Result<Builder> {
     let succeeds = |program: &str, args: &[&str]| {
         Command::new(program)
             .args(args)
+            .env_clear()
+            .envs(builder_env())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .status()
@@ -267,33 +269,35 @@ fn builder_env() -> Vec<(String, String)> {
         .collect()
 }
 
-/// Runs `argv` (program first) in `workdir` without a shell; a failure names `what` and the
-/// exit status (the builder's own output has already gone to the terminal).
-pub fn run_argv(
+/// How long one builder command may run; a build that hangs is stopped here rather than
+/// holding the job until the workflow's own timeout.
+pub const BUILD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60 * 60);
+
+/// Runs `argv` (program first) in the checkout as a child process (no shell, a scrubbed
+/// environment plus the builder's own settings and `env`, its own process group), so a
+/// cancelled run stops the builder too. A failure names `what` and the exit status (the
+/// builder's own output has already gone to the terminal).
+pub async fn run_argv(
     argv: &[String],
-    workdir: &Path,
+    checkout: &Path,
     what: &str,
     env: Option<(&str, &Path)>,
 ) -> anyhow::Result<()> {
-    let (program, args) = argv.split_first().context("empty command line")?;
-    tracing::info!(command = %argv.join(" "), "running");
-    let mut command = Command::new(program);
-    command
-        .args(args)
-        .current_dir(workdir)
-        .env_clear()
-        .envs(builder_env());
+    let shown: Vec<_> = argv.iter().map(|a| crate::output::escape(a)).collect();
+    tracing::info!(command = %shown.join(" "), "running");
+    let mut vars: std::collections::BTreeMap<String, String> = builder_env().into_iter().collect();
     if let Some((name, value)) = env {
-        command.env(name, value);
+        vars.insert(name.to_owned(), value.display().to_string());
     }
-    let status = command
-        // Build output is progress for the person watching; our stdout carries results.
-        .stdout(std::io::stderr())
-        .status()
-        .with_context(|| format!("cannot start {program}"))?;
-    if !status.success() {
-        bail!("{what} failed ({program}: {status})");
-    }
+    crate::process::run(&crate::process::Child {
+        name: what,
+        argv,
+        workdir: ".",
+        checkout,
+        env: &vars,
+        timeout: BUILD_TIMEOUT,
+    })
+    .await?;
     Ok(())
 }
 

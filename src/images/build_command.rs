@@ -139,8 +139,11 @@ pub async fn run_build(
     // Probing (`docker info`, `buildah --version`) changes nothing, so a dry run shows the
     // command lines the real run would use.
     let builder = resolve_builder(args.builder)?;
+    // Only this user may enter it: it holds the registry credentials while builds run, and
+    // it is removed when the build ends, fails or is cancelled.
     let private = tempfile::Builder::new()
         .prefix("jisu-build-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .tempdir()
         .context("cannot create a private temporary directory")?;
     let auth_file = match &credentials {
@@ -198,7 +201,7 @@ pub async fn run_build(
             continue;
         }
         for argv in &commands {
-            run_with_config(argv, workspace, docker_config, &spec.component)?;
+            run_with_config(argv, workspace, docker_config, &spec.component).await?;
         }
         let digest = if !spec.push {
             None
@@ -247,7 +250,7 @@ pub async fn run_build(
 
 /// Runs a builder command. docker reads credentials from the directory `DOCKER_CONFIG`
 /// names, so when there are credentials it is pointed at the private one.
-fn run_with_config(
+async fn run_with_config(
     argv: &[String],
     workspace: &Path,
     docker_config: Option<&Path>,
@@ -258,9 +261,9 @@ fn run_with_config(
         (Some("docker"), Some(dir)) => {
             std::fs::copy(dir.join("auth.json"), dir.join("config.json"))
                 .context("docker config")?;
-            run_argv(argv, workspace, &what, Some(("DOCKER_CONFIG", dir)))
+            run_argv(argv, workspace, &what, Some(("DOCKER_CONFIG", dir))).await
         }
-        _ => run_argv(argv, workspace, &what, None),
+        _ => run_argv(argv, workspace, &what, None).await,
     }
 }
 
