@@ -4,6 +4,7 @@ mod action_metadata;
 mod actions_io;
 mod bad_input;
 mod deploy;
+mod hardening;
 mod images;
 mod plan_snapshots;
 mod registry;
