@@ -36,6 +36,13 @@ pub fn escape(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Appends `text` to `out` as one escaped line, for reports built line by line whose
+/// lines quote names, refs, commands and server answers.
+pub fn push_line(out: &mut String, text: &str) {
+    out.push_str(&escape(text));
+    out.push('\n');
+}
+
 /// [`escape`], then cut to at most `max_chars` characters with a note of how much was left
 /// out (for messages a server chose, which may be any length).
 pub fn escape_capped(text: &str, max_chars: usize) -> String {

@@ -2,6 +2,8 @@
 
 use std::fmt::Write;
 
+use crate::output;
+
 use super::{Action, ColorRole, Decision, ImageSource, Plan, When, short};
 use crate::config::context::{DispatchRequest, Event, GitRef};
 
@@ -61,9 +63,9 @@ fn mark(decision: &Decision) -> &'static str {
 /// The plan as an indented tree.
 pub fn text(plan: &Plan) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "Plan for {}", headline(plan));
+    output::push_line(&mut out, &format!("Plan for {}", headline(plan)));
     for note in &plan.notes {
-        let _ = writeln!(out, "  note: {note}");
+        output::push_line(&mut out, &format!("  note: {note}"));
     }
     for (j, job) in plan.jobs.iter().enumerate() {
         let last_job = j + 1 == plan.jobs.len();
@@ -77,12 +79,14 @@ pub fn text(plan: &Plan) -> String {
         } else {
             format!(" (needs {})", job.needs.join(", "))
         };
-        let _ = writeln!(
-            out,
-            "{branch} [{}] {}{needs}: {}",
-            mark(&job.decision),
-            job.id,
-            job.decision.reason
+        output::push_line(
+            &mut out,
+            &format!(
+                "{branch} [{}] {}{needs}: {}",
+                mark(&job.decision),
+                job.id,
+                job.decision.reason
+            ),
         );
         for (s, step) in job.steps.iter().enumerate() {
             let last_step = s + 1 == job.steps.len();
@@ -93,20 +97,22 @@ pub fn text(plan: &Plan) -> String {
             } else {
                 ""
             };
-            let _ = writeln!(
-                out,
-                "{indent}{step_branch} [{}] {}{always}: {}",
-                mark(&step.decision),
-                step.id,
-                step.decision.reason
+            output::push_line(
+                &mut out,
+                &format!(
+                    "{indent}{step_branch} [{}] {}{always}: {}",
+                    mark(&step.decision),
+                    step.id,
+                    step.decision.reason
+                ),
             );
-            for line in describe(&step.action) {
-                let _ = writeln!(out, "{indent}{detail_indent}   {line}");
+            for detail in describe(&step.action) {
+                output::push_line(&mut out, &format!("{indent}{detail_indent}   {detail}"));
             }
         }
     }
     if plan.jobs.is_empty() && plan.notes.is_empty() {
-        let _ = writeln!(out, "  (nothing to do)");
+        output::push_line(&mut out, &"  (nothing to do)".to_owned());
     }
     out
 }

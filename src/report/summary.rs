@@ -4,6 +4,8 @@
 
 use std::fmt::Write;
 
+use crate::output;
+
 use crate::execute::report::{RunReport, human_millis, status_word};
 use crate::plan::{Plan, render};
 
@@ -90,39 +92,45 @@ pub fn mermaid(plan: &Plan) -> String {
 /// duration, then the images and the environment URL.
 pub fn run_text(report: &RunReport) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "Run of {}: {} in {}",
-        report.event,
-        status_word(report.result),
-        human_millis(report.duration_ms)
+    output::push_line(
+        &mut out,
+        &format!(
+            "Run of {}: {} in {}",
+            report.event,
+            status_word(report.result),
+            human_millis(report.duration_ms)
+        ),
     );
     for job in &report.jobs {
-        let _ = writeln!(
-            out,
-            "  {:<11} {}{}{}",
-            status_word(job.status),
-            job.id,
-            took(job.duration_ms),
-            because(job.reason.as_deref())
+        output::push_line(
+            &mut out,
+            &format!(
+                "  {:<11} {}{}{}",
+                status_word(job.status),
+                job.id,
+                took(job.duration_ms),
+                because(job.reason.as_deref())
+            ),
         );
         for step in &job.steps {
             let detail = step.error.as_deref().or(step.reason.as_deref());
-            let _ = writeln!(
-                out,
-                "    {:<11} {}{}{}",
-                status_word(step.status),
-                step.id,
-                took(step.duration_ms),
-                because(detail)
+            output::push_line(
+                &mut out,
+                &format!(
+                    "    {:<11} {}{}{}",
+                    status_word(step.status),
+                    step.id,
+                    took(step.duration_ms),
+                    because(detail)
+                ),
             );
         }
     }
     for (component, image) in &report.digests {
-        let _ = writeln!(out, "  image {component}: {image}");
+        output::push_line(&mut out, &format!("  image {component}: {image}"));
     }
     if let Some(url) = &report.environment_url {
-        let _ = writeln!(out, "  environment: {url}");
+        output::push_line(&mut out, &format!("  environment: {url}"));
     }
     out
 }

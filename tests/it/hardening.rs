@@ -343,7 +343,7 @@ fn sigterm_during_a_gate_stops_the_gate_and_what_it_started() {
 }
 
 /// A stand-in `buildah` first on PATH: it answers `--version`, and `build` records its
-/// pid and hangs, so the test can cancel a build that is certainly running. (A real build
+/// environment, arguments and pid, and hangs, so the test can cancel a build that is certainly running. (A real build
 /// FROM scratch finishes too fast to cancel, and nothing else can be pulled here.)
 fn hanging_builder(dir: &Path) -> PathBuf {
     let bin = dir.join("bin");
@@ -352,8 +352,10 @@ fn hanging_builder(dir: &Path) -> PathBuf {
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\ncase \"$1\" in\n  --version) echo 'buildah version 1.0 (stand-in)';;\n  *) echo $$ > {}; sleep 120 & wait;;\nesac\n",
-            dir.join("builder.pid").display()
+            "#!/bin/sh\ncase \"$1\" in\n  --version) echo 'buildah version 1.0 (stand-in)';;\n  *) env > {env}; echo \"$@\" > {argv}; echo $$ > {pid}; sleep 120 & wait;;\nesac\n",
+            env = dir.join("builder-env.txt").display(),
+            argv = dir.join("builder-argv.txt").display(),
+            pid = dir.join("builder.pid").display(),
         ),
     )
     .unwrap();
@@ -418,4 +420,211 @@ fn sigterm_during_image_build_stops_the_builder_and_removes_the_credentials() {
     );
     let pid = read_pid(&builder_pid).unwrap();
     wait_for("the builder to stop", || !running(pid));
+    // Credentials reach the builder only in the private auth file (push), never in its
+    // environment or command line.
+    let env = std::fs::read_to_string(dir.path().join("builder-env.txt")).unwrap();
+    let argv = std::fs::read_to_string(dir.path().join("builder-argv.txt")).unwrap();
+    assert!(env.lines().any(|l| l.starts_with("PATH=")), "{env}");
+    for seen in [&env, &argv] {
+        assert!(!seen.contains("regpass-S3CRET"), "{seen}");
+        assert!(!seen.contains("REGISTRY_PASSWORD"), "{seen}");
+    }
+}
+
+/// Values an outsider can choose, each trying to start a workflow command of its own.
+const INJECTIONS: &[&str] = &[
+    "\n::warning::PWNED",
+    "%0A::warning::PWNED",
+    "\r::warning::PWNED",
+    "\r\n::stop-commands::PWNED",
+    "::set-output name=x::PWNED",
+    " ##[warning]PWNED",
+    "\u{2028}::warning::PWNED",
+];
+
+/// Workflow commands the tool itself writes; any other command line was injected.
+const OWN_COMMANDS: &[&str] = &["add-mask", "group", "endgroup", "error"];
+
+/// Fails when a line of `text` would make the runner act on something the tool did not
+/// mean to send: a `::command` it never writes, or a legacy `##[` anywhere.
+fn assert_no_injected_commands(text: &str, what: &str) {
+    for line in text.lines() {
+        // The runner tries the `::` form first; only when that fails does it look for `##[`
+        // anywhere, so a `##[` inside one of the tool's own commands is plain data.
+        let Some(command) = line.trim_start().strip_prefix("::") else {
+            assert!(!line.contains("##["), "{what}: legacy command in {line:?}");
+            continue;
+        };
+        let name = command.split([' ', ':']).next().unwrap_or_default();
+        assert!(
+            OWN_COMMANDS.contains(&name),
+            "{what}: injected `::{name}` in {line:?}"
+        );
+    }
+}
+
+/// A checkout whose pipeline file carries `value` in a gate's name and arguments, a check
+/// name, a build argument and an environment variable. The gate is `true`: what a gate
+/// prints itself is the gate's own business (linters write annotations on purpose).
+fn injected_checkout(dir: &Path, value: &str) -> PathBuf {
+    let config = checkout(dir, "[true]");
+    let quoted = serde_json::to_string(value).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "version: 1
+images: {{registry: '127.0.0.1:5999', scheme: per-component, owner: acme}}
+components:
+  app: {{context: app, dockerfile: app/Dockerfile, port: 8080, build_args: {{NOTE: {quoted}}}}}
+environments:
+  staging:
+    branch: develop
+    namespace: app-staging
+    url: 'http://127.0.0.1:9'
+    strategy: rolling
+    manifests: k8s
+    checks: [{{name: {quoted}, url: /health}}]
+gates:
+  lint:
+    - {{name: {quoted}, run: ['true', {quoted}], env: {{NOTE: {quoted}}}}}
+"
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[test]
+fn injected_workflow_commands_never_reach_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let workspace = dir.path().to_str().unwrap().to_owned();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'http://127.0.0.1:9'}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\nusers: [{name: u, user: {}}]\n",
+    )
+    .unwrap();
+    let kubeconfig = kubeconfig.to_str().unwrap().to_owned();
+    let actions = [("GITHUB_ACTIONS", "true")];
+    let mut runs = 0;
+    for value in INJECTIONS {
+        let config = injected_checkout(dir.path(), value);
+        let config = config.to_str().unwrap().to_owned();
+        let branch = format!("refs/heads/feature{value}");
+        let event = dir.path().join("event.json");
+        std::fs::write(
+            &event,
+            serde_json::json!({
+                "ref": format!("refs/heads/develop{value}"),
+                "after": SHA,
+                "repository": {"full_name": format!("acme/app{value}"), "default_branch": "main"},
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let event = event.to_str().unwrap().to_owned();
+        let base = ["--workspace", &workspace, "--config", &config];
+        let push = ["--event-name", "push", "--sha", SHA];
+        let commands: Vec<Vec<&str>> = vec![
+            // A hostile ref from a flag and from the payload, and a clean ref with hostile
+            // pipeline values, in each output format.
+            [&["plan"][..], &base, &push, &["--ref", &branch]].concat(),
+            [&["plan"][..], &base, &["--event", &event]].concat(),
+            [
+                &["plan"][..],
+                &base,
+                &push,
+                &["--ref", "refs/heads/develop"],
+            ]
+            .concat(),
+            [
+                &["plan", "--output", "json"][..],
+                &base,
+                &push,
+                &["--ref", "refs/heads/develop"],
+            ]
+            .concat(),
+            [
+                &["image", "build", "--dry-run", "--builder", "buildah"][..],
+                &base,
+                &push,
+                &["--ref", "refs/heads/develop"],
+            ]
+            .concat(),
+            [
+                &["image", "build", "--dry-run", "--builder", "buildah"][..],
+                &base,
+                &push,
+                &["--ref", &branch],
+            ]
+            .concat(),
+            [
+                &["run", "--dry-run"][..],
+                &base,
+                &push,
+                &["--ref", "refs/heads/develop"],
+            ]
+            .concat(),
+            [
+                &["run", "--job", "lint"][..],
+                &base,
+                &push,
+                &["--ref", "refs/heads/develop"],
+            ]
+            .concat(),
+            [
+                &["deploy", "--environment", "staging", "--sha", SHA][..],
+                &base,
+                &["--kubeconfig", &kubeconfig],
+            ]
+            .concat(),
+        ];
+        for args in commands {
+            let run = jisu_in(&args, &actions);
+            assert!(!run.stderr.contains("panicked"), "{args:?}: {}", run.stderr);
+            let what = format!("{args:?} with {value:?}");
+            assert_no_injected_commands(&run.stdout, &format!("stdout of {what}"));
+            assert_no_injected_commands(&run.stderr, &format!("stderr of {what}"));
+            runs += 1;
+        }
+    }
+    assert_eq!(runs, INJECTIONS.len() * 9);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn injected_registry_errors_never_reach_the_log() {
+    use wiremock::matchers::any;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    for value in INJECTIONS {
+        let registry = MockServer::start().await;
+        let body = serde_json::json!({
+            "errors": [{"code": "MANIFEST_UNKNOWN", "message": format!("no such manifest{value}"), "detail": value}]
+        });
+        Mock::given(any())
+            .respond_with(
+                ResponseTemplate::new(400)
+                    .insert_header("content-type", "application/json")
+                    .set_body_json(body),
+            )
+            .mount(&registry)
+            .await;
+        let host = registry.address().to_string();
+        let (src, dst) = (format!("{host}/acme/app:v1"), format!("{host}/acme/app:v2"));
+        let run = tokio::task::spawn_blocking(move || {
+            jisu_in(
+                &["image", "retag", &src, &dst],
+                &[("GITHUB_ACTIONS", "true")],
+            )
+        })
+        .await
+        .unwrap();
+        assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+        assert!(
+            run.stderr.contains("PWNED"),
+            "the registry's message is shown: {}",
+            run.stderr
+        );
+        assert_no_injected_commands(&run.stdout, &format!("stdout with {value:?}"));
+        assert_no_injected_commands(&run.stderr, &format!("stderr with {value:?}"));
+    }
 }
