@@ -112,7 +112,7 @@ pub fn text(plan: &Plan) -> String {
         }
     }
     if plan.jobs.is_empty() && plan.notes.is_empty() {
-        output::push_line(&mut out, &"  (nothing to do)".to_owned());
+        output::push_line(&mut out, "  (nothing to do)");
     }
     out
 }
