@@ -8,7 +8,7 @@
 //! - every such value is printed through [`escape`], which turns line breaks and other
 //!   control characters into visible escapes, so one value can never start a new line;
 //! - everything written to stdout or stderr passes [`guard`], which defuses any line that
-//!   would still read as a workflow command. Only [`workflow_command`] (what
+//!   would still read as a workflow command. Only `workflow_command` (what
 //!   [`crate::github::actions::Runner`] writes on purpose) bypasses it.
 //!
 //! Log lines from `tracing` go through [`GuardedStderr`], so a value logged with `%` is
