@@ -8,6 +8,7 @@
 pub mod apply;
 pub mod checks;
 pub mod client;
+pub mod color;
 pub mod deployed;
 pub mod diff;
 pub mod render;
