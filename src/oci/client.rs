@@ -178,8 +178,8 @@ fn origin_of(url: &Url) -> Option<Origin> {
 /// anonymous token; when that does not do, the error says how to allow the service.
 /// The one exception to "after a challenge" is a known or configured token service,
 /// which is asked for a token up front. Request headers are never logged, and text from
-/// response bodies reaches errors only through [`summarize_error_body`], with every
-/// secret this client holds blanked out.
+/// response bodies reaches errors only through [`super::server_text::redacted`], with
+/// every secret this client holds blanked out.
 pub struct RegistryClient {
     http: reqwest::Client,
     registry: String,
