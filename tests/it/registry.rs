@@ -518,6 +518,7 @@ async fn run_retag(
     let access = RegistryAccess {
         username: None,
         allow_http,
+        token_realms: Vec::new(),
     };
     retag_images(&src, &dst, &access, &RetagOptions::default()).await
 }

@@ -122,6 +122,43 @@ async fn a_token_service_on_another_port_gets_no_credentials() {
     );
 }
 
+/// The same token service on another port, named with `--registry-token-realm`: now it is
+/// trusted with the credentials.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_service_named_with_the_flag_gets_the_credentials() {
+    let tokens = FakeRegistry::start(|_| Reply::new(200).body(r#"{"token":"t"}"#)).await;
+    let challenge = format!(
+        r#"Bearer realm="http://{}/token",service="fake",scope="repository:jisu/app:pull""#,
+        tokens.host
+    );
+    let fake =
+        FakeRegistry::start(move |_| Reply::new(401).header("WWW-Authenticate", &challenge)).await;
+    let (src, dst) = refs(&fake.host);
+    let realm = format!("http://{}", tokens.host);
+    let args = [
+        "image",
+        "retag",
+        &src,
+        &dst,
+        "--registry-username",
+        USER,
+        "--registry-token-realm",
+        &realm,
+    ];
+    let run = tokio::task::block_in_place(|| {
+        crate::support::jisu(&args, &[("REGISTRY_PASSWORD", PASSWORD)])
+    });
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert_no_secret(&run);
+    assert!(
+        tokens
+            .seen()
+            .iter()
+            .any(|s| s.authorization.as_deref() == Some(basic().as_str())),
+        "the named token service gets the credentials"
+    );
+}
+
 /// A registry whose token service is on its own origin: the credentials go there (after
 /// the challenge), and the retag goes through.
 #[tokio::test(flavor = "multi_thread")]
