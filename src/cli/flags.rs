@@ -47,6 +47,13 @@ pub struct RegistryFlags {
     /// `localhost`, `127.0.0.0/8` and `[::1]` are spoken to over plain HTTP without it.
     #[arg(long)]
     pub registry_allow_http: bool,
+
+    /// A token service (`https://host[:port]`) that may receive the registry credentials
+    /// although it is not on the registry's own host. Credentials go only to the registry
+    /// after it asks, to a token service on its own host, or to ghcr.io's and Docker Hub's;
+    /// any other token service is asked anonymously unless named here. Repeatable.
+    #[arg(long, value_name = "URL")]
+    pub registry_token_realm: Vec<String>,
 }
 
 /// How the cluster is reached.

@@ -57,6 +57,7 @@ impl From<&RegistryFlags> for RegistryAccess {
         RegistryAccess {
             username: flags.registry_username.clone().filter(|u| !u.is_empty()),
             allow_http: flags.registry_allow_http,
+            token_realms: flags.registry_token_realm.clone(),
         }
     }
 }

@@ -166,6 +166,7 @@ pub async fn run_build(
         ClientOptions {
             allow_http: args.registry.allow_http,
             credentials,
+            trusted_token_realms: args.registry.token_realms.clone(),
             ..ClientOptions::default()
         },
     )?;

@@ -25,6 +25,8 @@ pub struct RegistryAccess {
     pub username: Option<String>,
     /// Plain HTTP for a registry that is not on a loopback address.
     pub allow_http: bool,
+    /// Token services besides the registry's own that may receive the credentials.
+    pub token_realms: Vec<String>,
 }
 
 /// Where the credentials came from (for logs; never the secret itself).
@@ -66,6 +68,7 @@ pub fn client_from_env(registry: &str, access: &RegistryAccess) -> anyhow::Resul
     let options = ClientOptions {
         allow_http,
         credentials,
+        trusted_token_realms: access.token_realms.clone(),
         ..ClientOptions::default()
     };
     Ok(RegistryClient::new(registry, options)?)

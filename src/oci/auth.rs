@@ -113,7 +113,9 @@ pub fn parse_challenge(header: &str) -> Result<Challenge, ChallengeError> {
     if basic {
         Ok(Challenge::Basic)
     } else {
-        Err(ChallengeError::Unsupported(offered.join(", ")))
+        Err(ChallengeError::Unsupported(super::server_text::shown(
+            &offered.join(", "),
+        )))
     }
 }
 

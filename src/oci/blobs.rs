@@ -87,7 +87,10 @@ impl RegistryClient {
             .join(&location)
             .map_err(|e| RegistryError::Protocol {
                 operation: operation.to_owned(),
-                problem: format!("Location {location:?} is not a URL: {e}"),
+                problem: format!(
+                    "Location {} is not a URL: {e}",
+                    super::server_text::shown(&location)
+                ),
             })
     }
 

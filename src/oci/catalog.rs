@@ -4,16 +4,21 @@
 use reqwest::StatusCode;
 use reqwest::header::LINK;
 
-use super::client::{RegistryClient, read_body};
+use super::body::{MAX_CONFIG_BYTES, MAX_TAG_PAGE_BYTES, read_capped};
+use super::client::RegistryClient;
 use super::counter::RequestKind;
 use super::digest::Digest;
 use super::error::RegistryError;
-
-/// Image configs are small; a larger "config" is not something to parse.
-const MAX_CONFIG_BYTES: usize = 1 << 20;
+use super::server_text::shown;
 
 /// Tags asked for per page.
 const TAGS_PER_PAGE: usize = 100;
+
+/// Most pages of one tag list followed (100,000 tags at the page size asked for).
+pub const MAX_TAG_PAGES: usize = 1_000;
+
+/// Most tags one repository may list; past it the listing fails rather than be cut.
+pub const MAX_TAGS: usize = 100_000;
 
 /// The target of a `Link: <...>; rel="next"` header, if any.
 pub fn next_link(header: &str) -> Option<String> {
@@ -36,16 +41,20 @@ impl RegistryClient {
             #[serde(default)]
             tags: Option<Vec<String>>,
         }
+        let incomplete = |reason: String| RegistryError::ListingIncomplete {
+            operation: format!("listing tags of {repository}"),
+            reason,
+        };
         let mut tags = Vec::new();
         let mut path = format!("v2/{repository}/tags/list?n={TAGS_PER_PAGE}");
+        let mut fetched = std::collections::HashSet::new();
         let mut pages = 0;
         loop {
             pages += 1;
-            if pages > 10_000 {
-                return Err(RegistryError::Protocol {
-                    operation: format!("list tags of {repository}"),
-                    problem: "more than 10000 pages; refusing to continue".into(),
-                });
+            if pages > MAX_TAG_PAGES {
+                return Err(incomplete(format!(
+                    "the registry still links a next page after {MAX_TAG_PAGES} pages"
+                )));
             }
             let url = self.url(path.trim_start_matches('/'))?;
             let operation = format!("GET tag list of {repository}");
@@ -53,8 +62,17 @@ impl RegistryClient {
             if url.origin() != self.url("")?.origin() {
                 return Err(RegistryError::Protocol {
                     operation,
-                    problem: format!("next page link points at another host: {url}"),
+                    problem: format!(
+                        "next page link points at another host: {}",
+                        shown(url.as_str())
+                    ),
                 });
+            }
+            if !fetched.insert(url.to_string()) {
+                return Err(incomplete(format!(
+                    "the next page link repeats a page already fetched ({})",
+                    shown(url.as_str())
+                )));
             }
             let response = self
                 .send(RequestKind::TagList, &operation, |http| {
@@ -71,13 +89,17 @@ impl RegistryClient {
                 .get(LINK)
                 .and_then(|v| v.to_str().ok())
                 .and_then(next_link);
-            let body = read_body(response, &operation).await?;
+            let body =
+                read_capped(response, MAX_TAG_PAGE_BYTES, "tag list page", &operation).await?;
             let page: Page =
                 serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
                     operation: operation.clone(),
-                    problem: format!("tag list is not JSON: {e}"),
+                    problem: format!("tag list is not JSON: {}", shown(&e.to_string())),
                 })?;
             tags.extend(page.tags.unwrap_or_default());
+            if tags.len() > MAX_TAGS {
+                return Err(incomplete(format!("more than {MAX_TAGS} tags")));
+            }
             match next {
                 Some(target) => path = target,
                 None => return Ok(tags),
@@ -101,13 +123,7 @@ impl RegistryClient {
         if response.status() != StatusCode::OK {
             return Err(self.failure(&operation, response).await);
         }
-        let body = read_body(response, &operation).await?;
-        if body.len() > MAX_CONFIG_BYTES {
-            return Err(RegistryError::Protocol {
-                operation,
-                problem: format!("{} bytes is too large for an image config", body.len()),
-            });
-        }
+        let body = read_capped(response, MAX_CONFIG_BYTES, "image config", &operation).await?;
         let actual = Digest::of(&body);
         if actual != *digest {
             return Err(RegistryError::DigestMismatch {
@@ -118,7 +134,7 @@ impl RegistryClient {
         }
         serde_json::from_slice(&body).map_err(|e| RegistryError::Protocol {
             operation,
-            problem: format!("not JSON: {e}"),
+            problem: format!("not JSON: {}", shown(&e.to_string())),
         })
     }
 

@@ -13,11 +13,13 @@ use tokio::sync::Mutex;
 use tracing::{debug, warn};
 
 use super::auth::{Challenge, Credentials, Secret, parse_challenge, parse_token_reply};
+use super::body::{MAX_MANIFEST_BYTES, MAX_TOKEN_REPLY_BYTES, read_capped, read_error_body};
 use super::counter::{RequestCounter, RequestCounts, RequestKind};
 use super::digest::Digest;
 use super::error::{RegistryError, summarize_error_body};
-use super::manifest::MANIFEST_ACCEPT;
+use super::manifest::{MANIFEST_ACCEPT, check_for_put};
 use super::reference::{DOCKER_HUB, Reference};
+use super::server_text::{redacted, shown};
 
 /// Tokens are renewed this long before the expiry the service announced.
 const TOKEN_SLACK: Duration = Duration::from_secs(10);
@@ -42,8 +44,13 @@ pub struct ClientOptions {
     /// Username and password (or token); `None` is anonymous.
     pub credentials: Option<Credentials>,
     /// Token service to use before any challenge. `None` picks the known one for ghcr.io
-    /// and Docker Hub; other registries are discovered from their first 401.
+    /// and Docker Hub; other registries are discovered from their first 401. Being chosen
+    /// by the user, its origin may receive the credentials.
     pub bearer_realm: Option<BearerRealm>,
+    /// Token services (`http(s)://host[:port]`, a path is ignored) that may receive the
+    /// credentials although they are not on the registry's own origin. Without an entry,
+    /// a token service elsewhere gets an anonymous request (see [`RegistryClient`]).
+    pub trusted_token_realms: Vec<String>,
     /// Deadline for establishing a connection.
     pub connect_timeout: Duration,
     /// Deadline for one whole request, body included.
@@ -56,6 +63,7 @@ impl Default for ClientOptions {
             allow_http: false,
             credentials: None,
             bearer_realm: None,
+            trusted_token_realms: Vec::new(),
             connect_timeout: Duration::from_secs(15),
             request_timeout: Duration::from_secs(600),
         }
@@ -75,8 +83,7 @@ pub struct FetchedManifest {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Scheme {
-    /// Nothing learned yet: send Basic if there are credentials (distribution accepts it
-    /// directly; a Bearer registry answers 401 with its challenge and we switch).
+    /// Nothing learned yet: requests go without credentials until the registry challenges.
     Unknown,
     Basic,
     Bearer(BearerRealm),
@@ -147,14 +154,46 @@ impl PlainHttp {
     }
 }
 
+/// Scheme, lower-case host and port of a URL: what must match for a token service to be
+/// "on the registry's own host".
+type Origin = (String, String, u16);
+
+fn origin_of(url: &Url) -> Option<Origin> {
+    Some((
+        url.scheme().to_owned(),
+        url.host_str()?.to_ascii_lowercase(),
+        url.port_or_known_default()?,
+    ))
+}
+
 /// A client for one registry. Every outside call goes through it, so its counter sees all.
+///
+/// Credentials are sent only in answer to a challenge (a 401 with `WWW-Authenticate`):
+/// to the registry itself after a Basic challenge, and to a token service after a Bearer
+/// challenge only when that service is on the registry's own origin (same scheme, host
+/// and port), is the known service of ghcr.io or Docker Hub, or is one the caller named
+/// ([`ClientOptions::bearer_realm`], [`ClientOptions::trusted_token_realms`]). The
+/// registrable domain is deliberately not enough: it needs the public suffix list to be
+/// right, and a port is a different service. Any other token service is asked for an
+/// anonymous token; when that does not do, the error says how to allow the service.
+/// The one exception to "after a challenge" is a known or configured token service,
+/// which is asked for a token up front. Request headers are never logged, and text from
+/// response bodies reaches errors only through [`super::server_text::redacted`], with
+/// every secret this client holds blanked out.
 pub struct RegistryClient {
     http: reqwest::Client,
     registry: String,
     base: Url,
     plain_http: PlainHttp,
     credentials: Option<Credentials>,
+    /// Origins that may receive the credentials in a token request.
+    credential_origins: Vec<Origin>,
     auth: Mutex<AuthState>,
+    /// Tokens handed out so far, blanked out of any text shown (a server may echo them).
+    issued_tokens: std::sync::Mutex<Vec<Secret>>,
+    /// The token service (as shown) that last got an anonymous request although there
+    /// are credentials; a refusal is then reported as withheld credentials.
+    withheld_from: std::sync::Mutex<Option<String>>,
     counter: RequestCounter,
 }
 
@@ -253,23 +292,40 @@ impl RegistryClient {
                 operation: "building the HTTP client".into(),
                 source,
             })?;
-        let preset = options.bearer_realm.or_else(|| {
-            // Only the real ghcr.io/Docker Hub endpoints use their known token service.
-            (base.scheme() == "https" && base.host_str() == Some(api_host(registry)))
-                .then(|| known_bearer_realm(registry))
-                .flatten()
-        });
+        // Only the real ghcr.io/Docker Hub endpoints use their known token service.
+        let known = (base.scheme() == "https" && base.host_str() == Some(api_host(registry)))
+            .then(|| known_bearer_realm(registry))
+            .flatten();
+        let mut credential_origins: Vec<Origin> = origin_of(&base).into_iter().collect();
+        for realm in options
+            .trusted_token_realms
+            .iter()
+            .chain(options.bearer_realm.iter().map(|r| &r.realm))
+            .chain(known.iter().map(|r| &r.realm))
+        {
+            let origin = Url::parse(realm)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+                .as_ref()
+                .and_then(origin_of)
+                .ok_or_else(|| RegistryError::InvalidTokenRealm(shown(realm)))?;
+            credential_origins.push(origin);
+        }
+        let preset = options.bearer_realm.or(known);
         Ok(RegistryClient {
             http,
             registry: registry.to_owned(),
             base,
             plain_http,
             credentials: options.credentials,
+            credential_origins,
             auth: Mutex::new(AuthState {
                 scheme: preset.map_or(Scheme::Unknown, Scheme::Bearer),
                 scopes: BTreeSet::new(),
                 token: None,
             }),
+            issued_tokens: std::sync::Mutex::new(Vec::new()),
+            withheld_from: std::sync::Mutex::new(None),
             counter: RequestCounter::default(),
         })
     }
@@ -333,7 +389,7 @@ impl RegistryClient {
                 .get(WWW_AUTHENTICATE)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
-            let detail = summarize_error_body(&response.bytes().await.unwrap_or_default());
+            let detail = self.detail(&read_error_body(response).await);
             let Some(challenge) = challenge.filter(|_| !retried) else {
                 return Err(self.unauthorized(operation, detail));
             };
@@ -349,7 +405,48 @@ impl RegistryClient {
         }
     }
 
+    /// Every secret this client holds or was handed, as text to blank out of shown text.
+    fn secrets(&self) -> Vec<String> {
+        let mut secrets = Vec::new();
+        if let Some(creds) = &self.credentials {
+            let header = creds.basic_header();
+            secrets.push(creds.password.expose().to_owned());
+            if let Some(encoded) = header.strip_prefix("Basic ") {
+                secrets.push(encoded.to_owned());
+            }
+        }
+        let tokens = self.issued_tokens.lock().unwrap_or_else(|e| e.into_inner());
+        secrets.extend(tokens.iter().map(|t| t.expose().to_owned()));
+        secrets
+    }
+
+    /// A summary of an error body fit for a message (see [`summarize_error_body`]).
+    pub(super) fn detail(&self, body: &[u8]) -> Option<String> {
+        let secrets = self.secrets();
+        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        summarize_error_body(body, &secrets)
+    }
+
+    /// Server-chosen text (a URL, a parser's complaint) fit for a message.
+    fn server_text(&self, text: &str) -> String {
+        let secrets = self.secrets();
+        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        redacted(text, &secrets)
+    }
+
     fn unauthorized(&self, operation: &str, detail: Option<String>) -> RegistryError {
+        let withheld = self
+            .withheld_from
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let (Some(_), Some(realm)) = (&self.credentials, withheld) {
+            return RegistryError::CredentialsWithheld {
+                registry: self.registry.clone(),
+                operation: operation.to_owned(),
+                realm,
+            };
+        }
         match &self.credentials {
             None => RegistryError::AuthenticationRequired {
                 registry: self.registry.clone(),
@@ -373,9 +470,8 @@ impl RegistryClient {
                 if self.credentials.is_none() || state.scheme == Scheme::Basic {
                     return false;
                 }
-                let had_sent_basic = state.scheme == Scheme::Unknown;
                 state.scheme = Scheme::Basic;
-                !had_sent_basic
+                true
             }
             Challenge::Bearer {
                 realm,
@@ -402,9 +498,8 @@ impl RegistryClient {
     async fn authorization(&self, operation: &str) -> Result<Option<String>, RegistryError> {
         let mut state = self.auth.lock().await;
         match state.scheme.clone() {
-            Scheme::Unknown | Scheme::Basic => {
-                Ok(self.credentials.as_ref().map(Credentials::basic_header))
-            }
+            Scheme::Unknown => Ok(None),
+            Scheme::Basic => Ok(self.credentials.as_ref().map(Credentials::basic_header)),
             Scheme::Bearer(realm) => {
                 let fresh = state.token.as_ref().is_some_and(|t| {
                     Instant::now() < t.renew_at && t.scopes.is_superset(&state.scopes)
@@ -428,17 +523,19 @@ impl RegistryClient {
         scopes: &BTreeSet<String>,
         operation: &str,
     ) -> Result<CachedToken, RegistryError> {
+        let realm_shown = shown(&realm.realm);
         let token_error = |reason: String| RegistryError::Token {
-            realm: realm.realm.clone(),
+            realm: realm_shown.clone(),
             reason,
         };
         let mut url = Url::parse(&realm.realm)
             .map_err(|e| token_error(format!("realm is not a URL: {e}")))?;
         if !self.plain_http.permits(&url) {
             return Err(RegistryError::InsecureNotAllowed {
-                registry: format!("{} (token service {})", self.registry, realm.realm),
+                registry: format!("{} (token service {realm_shown})", self.registry),
             });
         }
+        let trusted = origin_of(&url).is_some_and(|o| self.credential_origins.contains(&o));
         {
             let mut query = url.query_pairs_mut();
             if let Some(service) = &realm.service {
@@ -448,35 +545,59 @@ impl RegistryClient {
                 query.append_pair("scope", scope);
             }
         }
-        let mut request = self.http.get(url).header(ACCEPT, "application/json");
-        if let Some(creds) = &self.credentials {
-            request = request.header(AUTHORIZATION, creds.basic_header());
-        }
+        let mut request = self
+            .http
+            .get(url.clone())
+            .header(ACCEPT, "application/json");
+        let withheld = match &self.credentials {
+            Some(creds) if trusted => {
+                request = request.header(AUTHORIZATION, creds.basic_header());
+                None
+            }
+            Some(_) => {
+                let origin = url.origin().ascii_serialization();
+                warn!(registry = %self.registry, token_service = %shown(&origin), "token service is not on the registry's host; asking it for an anonymous token");
+                Some(shown(&origin))
+            }
+            None => None,
+        };
+        *self.withheld_from.lock().unwrap_or_else(|e| e.into_inner()) = withheld;
         self.counter.record(RequestKind::Token);
         let requested_at = Instant::now();
+        let token_operation = format!("token request to {realm_shown}");
         let response = request
             .send()
             .await
             .map_err(|source| RegistryError::Transport {
-                operation: format!("token request to {}", realm.realm),
+                operation: token_operation.clone(),
                 source,
             })?;
         let status = response.status();
-        debug!(status = status.as_u16(), realm = %realm.realm, ?scopes, "token request");
-        let body = read_body(response, &format!("token request to {}", realm.realm)).await?;
+        debug!(status = status.as_u16(), realm = %realm_shown, ?scopes, "token request");
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            return Err(self.unauthorized(operation, summarize_error_body(&body)));
+            let detail = self.detail(&read_error_body(response).await);
+            return Err(self.unauthorized(operation, detail));
         }
         if !status.is_success() {
+            let detail = self.detail(&read_error_body(response).await);
             return Err(token_error(format!(
                 "HTTP {}{}",
                 status.as_u16(),
-                summarize_error_body(&body)
-                    .map(|d| format!(": {d}"))
-                    .unwrap_or_default()
+                detail.map(|d| format!(": {d}")).unwrap_or_default()
             )));
         }
-        let token = parse_token_reply(&body).map_err(token_error)?;
+        let body = read_capped(
+            response,
+            MAX_TOKEN_REPLY_BYTES,
+            "token reply",
+            &token_operation,
+        )
+        .await?;
+        let token = parse_token_reply(&body).map_err(|e| token_error(self.server_text(&e)))?;
+        self.issued_tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(token.value.clone());
         let lifetime = Duration::from_secs(token.expires_in.unwrap_or(DEFAULT_TOKEN_LIFETIME));
         Ok(CachedToken {
             value: token.value,
@@ -503,9 +624,9 @@ impl RegistryClient {
         self.url(&format!("v2/{}/manifests/{target}", reference.repository()))
     }
 
-    async fn status_error(operation: &str, response: Response) -> RegistryError {
+    async fn status_error(&self, operation: &str, response: Response) -> RegistryError {
         let status = response.status().as_u16();
-        let detail = summarize_error_body(&response.bytes().await.unwrap_or_default());
+        let detail = self.detail(&read_error_body(response).await);
         RegistryError::UnexpectedStatus {
             operation: operation.to_owned(),
             status,
@@ -524,10 +645,10 @@ impl RegistryClient {
     /// Maps the statuses every operation treats alike (403) and otherwise reports the status.
     pub(super) async fn failure(&self, operation: &str, response: Response) -> RegistryError {
         if response.status() == StatusCode::FORBIDDEN {
-            let detail = summarize_error_body(&response.bytes().await.unwrap_or_default());
+            let detail = self.detail(&read_error_body(response).await);
             return self.denied(operation, detail);
         }
-        Self::status_error(operation, response).await
+        self.status_error(operation, response).await
     }
 
     /// GETs a manifest by tag or digest and verifies its bytes against the digest the
@@ -554,7 +675,7 @@ impl RegistryClient {
         }
         let content_type = header_string(response.headers(), CONTENT_TYPE.as_str());
         let claimed = content_digest(response.headers());
-        let bytes = read_body(response, &operation).await?;
+        let bytes = read_capped(response, MAX_MANIFEST_BYTES, "manifest", &operation).await?;
         let digest = Digest::of(&bytes);
         for expected in [claimed.as_ref(), reference.digest()].into_iter().flatten() {
             if *expected != digest {
@@ -599,7 +720,9 @@ impl RegistryClient {
     }
 
     /// PUTs manifest bytes unchanged under `reference` (tag or digest) with `content_type`;
-    /// returns the digest the registry reports having stored.
+    /// returns the digest the registry reports having stored. Bytes that are not a
+    /// manifest or index of a supported type (see [`check_for_put`]) are refused before
+    /// any request.
     pub async fn put_manifest(
         &self,
         reference: &Reference,
@@ -607,6 +730,10 @@ impl RegistryClient {
         content_type: &str,
     ) -> Result<Option<Digest>, RegistryError> {
         let url = self.manifest_url(reference)?;
+        check_for_put(content_type, &bytes).map_err(|source| RegistryError::Manifest {
+            reference: reference.to_string(),
+            source,
+        })?;
         let operation = format!("PUT manifest {reference}");
         let response = self
             .send(RequestKind::ManifestPut, &operation, |http| {
@@ -634,23 +761,11 @@ pub(super) fn content_digest(headers: &HeaderMap) -> Option<Digest> {
     let value = header_string(headers, "docker-content-digest")?;
     match value.parse() {
         Ok(digest) => Some(digest),
-        Err(e) => {
-            warn!(header = %value, error = %e, "ignoring unusable Docker-Content-Digest header");
+        Err(_) => {
+            warn!(header = %shown(&value), "ignoring unusable Docker-Content-Digest header");
             None
         }
     }
-}
-
-/// Reads a whole response body; a connection that breaks meanwhile is a transport error of
-/// `operation`.
-pub(super) async fn read_body(response: Response, operation: &str) -> Result<Bytes, RegistryError> {
-    response
-        .bytes()
-        .await
-        .map_err(|source| RegistryError::Transport {
-            operation: operation.to_owned(),
-            source,
-        })
 }
 
 #[cfg(test)]

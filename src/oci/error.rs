@@ -6,6 +6,7 @@ use super::auth::{ChallengeError, DockerConfigError};
 use super::digest::Digest;
 use super::manifest::ManifestError;
 use super::reference::ReferenceError;
+use super::server_text::redacted;
 
 /// Errors from registry operations. Messages name the registry, reference or operation
 /// involved and never contain credentials or tokens.
@@ -84,6 +85,42 @@ pub enum RegistryError {
         registry: String,
         /// What was wrong with it.
         source: ChallengeError,
+    },
+    /// The registry sent its token service to another origin than its own, which is not
+    /// one the user allowed, so the credentials were not sent there; the anonymous token
+    /// that was fetched instead did not grant the operation.
+    #[error(
+        "registry {registry} requires authentication for {operation}, and its token service {realm} is not on the registry's own host (scheme, host and port), so jisu-deploy did not send your credentials there; if you trust that token service, allow it with --registry-token-realm {realm}"
+    )]
+    CredentialsWithheld {
+        /// The registry host.
+        registry: String,
+        /// What was being done.
+        operation: String,
+        /// The token service's origin (as shown text).
+        realm: String,
+    },
+    /// A token service the user allowed is not an http(s) URL.
+    #[error("token service {0:?} given as allowed is not an http:// or https:// URL")]
+    InvalidTokenRealm(String),
+    /// A response body was larger than this tool accepts for its kind.
+    #[error("{operation}: the {what} is larger than {limit} bytes; refusing to read it")]
+    BodyTooLarge {
+        /// What was being done.
+        operation: String,
+        /// What the body is (manifest, token reply, tag list page...).
+        what: String,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// A paginated listing went past a bound or repeated itself; what was read is not
+    /// known to be complete, so it is not returned at all.
+    #[error("{operation}: {reason}; the listing is treated as failed, never as complete")]
+    ListingIncomplete {
+        /// What was being listed.
+        operation: String,
+        /// Which bound was hit.
+        reason: String,
     },
     /// The token service did not hand out a token.
     #[error("token service {realm} failed: {reason}")]
@@ -192,8 +229,15 @@ struct ErrorEntry {
 }
 
 /// Summarizes a distribution-spec error body (`{"errors":[{"code":..,"message":..}]}`) as
-/// `CODE: message; ...`; falls back to a short prefix of a non-JSON body.
-pub(crate) fn summarize_error_body(body: &[u8]) -> Option<String> {
+/// `CODE: message; ...`, or the text of a non-JSON body, for an error message: `secrets`
+/// (and anything following `Basic`/`Bearer`) blanked out, then escaped to one line and
+/// capped (see [`super::server_text::redacted`]). Bodies are untrusted: a registry may echo
+/// the request's `Authorization` header, or send any amount of any text.
+pub(crate) fn summarize_error_body(body: &[u8], secrets: &[&str]) -> Option<String> {
+    summarize_raw(body).map(|text| redacted(&text, secrets))
+}
+
+fn summarize_raw(body: &[u8]) -> Option<String> {
     if let Ok(parsed) = serde_json::from_slice::<ErrorBody>(body)
         && !parsed.errors.is_empty()
     {
@@ -213,7 +257,7 @@ pub(crate) fn summarize_error_body(body: &[u8]) -> Option<String> {
     if text.is_empty() {
         return None;
     }
-    Some(text.chars().take(200).collect())
+    Some(text.to_owned())
 }
 
 #[cfg(test)]
@@ -224,16 +268,31 @@ mod tests {
     fn summarizes_distribution_error_bodies() {
         let body = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"v9"}}]}"#;
         assert_eq!(
-            summarize_error_body(body).as_deref(),
+            summarize_error_body(body, &[]).as_deref(),
             Some("MANIFEST_UNKNOWN: manifest unknown")
         );
         let two = br#"{"errors":[{"code":"DENIED"},{"message":"no"}]}"#;
-        assert_eq!(summarize_error_body(two).as_deref(), Some("DENIED; no"));
-        assert_eq!(summarize_error_body(b"  oops \n").as_deref(), Some("oops"));
-        assert_eq!(summarize_error_body(b""), None);
         assert_eq!(
-            summarize_error_body(&[b'x'; 500]).map(|s| s.len()),
-            Some(200)
+            summarize_error_body(two, &[]).as_deref(),
+            Some("DENIED; no")
+        );
+        assert_eq!(
+            summarize_error_body(b"  oops \n", &[]).as_deref(),
+            Some("oops")
+        );
+        assert_eq!(summarize_error_body(b"", &[]), None);
+    }
+
+    #[test]
+    fn error_bodies_become_one_capped_line_without_echoed_secrets() {
+        let long = summarize_error_body(&[b'x'; 5000], &[]).unwrap();
+        assert!(long.starts_with(&"x".repeat(300)), "{long}");
+        assert!(long.ends_with("(4700 more characters)"), "{long}");
+        let body = br#"{"errors":[{"code":"DENIED","message":"line one\n::error::forged\nAuthorization: Basic Ym90OnB3 pw=hunter2"}]}"#;
+        let shown = summarize_error_body(body, &["hunter2"]).unwrap();
+        assert_eq!(
+            shown,
+            "DENIED: line one\\n::error::forged\\nAuthorization: Basic *** pw=***"
         );
     }
 

@@ -6,6 +6,7 @@
 use serde::Deserialize;
 
 use super::digest::Digest;
+use super::server_text::shown;
 
 /// OCI image index (multi-platform list, also used for attestations).
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -54,6 +55,52 @@ pub enum ManifestError {
         /// The parser's complaint.
         reason: String,
     },
+    /// `schemaVersion` is missing or not 2 (the only version of the four types).
+    #[error("manifest schemaVersion is {0}, expected 2")]
+    SchemaVersion(String),
+    /// The body's `mediaType` contradicts the type it is sent or stored as.
+    #[error("manifest body says mediaType {body:?} but is typed {declared:?}")]
+    MediaTypeMismatch {
+        /// The body's `mediaType`.
+        body: String,
+        /// The `Content-Type` it goes with.
+        declared: String,
+    },
+}
+
+/// Checks, before a PUT, that `body` is a whole manifest or index of one of the four
+/// supported types, so that truncated or foreign bytes are never written anywhere: valid
+/// JSON, `schemaVersion` 2, a `mediaType` (when the body has one) matching `content_type`,
+/// and descriptors that parse.
+pub fn check_for_put(content_type: &str, body: &[u8]) -> Result<ManifestKind, ManifestError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Header {
+        schema_version: Option<serde_json::Value>,
+        media_type: Option<String>,
+    }
+    let header: Header = serde_json::from_slice(body).map_err(|e| ManifestError::Malformed {
+        media_type: shown(content_type),
+        reason: shown(&e.to_string()),
+    })?;
+    match &header.schema_version {
+        Some(v) if v.as_u64() == Some(2) => {}
+        Some(other) => return Err(ManifestError::SchemaVersion(shown(&other.to_string()))),
+        None => return Err(ManifestError::SchemaVersion("missing".into())),
+    }
+    let kind = manifest_kind(Some(content_type), body)?;
+    let declared = essence(content_type);
+    if let Some(in_body) = &header.media_type
+        && declared != "application/json"
+        && essence(in_body) != declared
+    {
+        return Err(ManifestError::MediaTypeMismatch {
+            body: shown(in_body),
+            declared: shown(&declared),
+        });
+    }
+    manifest_refs(kind, body)?;
+    Ok(kind)
 }
 
 /// A content descriptor as far as copying needs it.
@@ -127,7 +174,7 @@ pub fn manifest_kind(
             let raw: RawManifest =
                 serde_json::from_slice(body).map_err(|e| ManifestError::Malformed {
                     media_type: "manifest".into(),
-                    reason: e.to_string(),
+                    reason: shown(&e.to_string()),
                 })?;
             match raw.media_type {
                 Some(t) => essence(&t),
@@ -141,7 +188,7 @@ pub fn manifest_kind(
     match media_type.as_str() {
         OCI_INDEX | DOCKER_MANIFEST_LIST => Ok(ManifestKind::Index),
         OCI_MANIFEST | DOCKER_MANIFEST => Ok(ManifestKind::Image),
-        other => Err(ManifestError::UnsupportedMediaType(other.to_owned())),
+        other => Err(ManifestError::UnsupportedMediaType(shown(other))),
     }
 }
 
@@ -150,7 +197,7 @@ pub fn manifest_kind(
 pub fn manifest_refs(kind: ManifestKind, body: &[u8]) -> Result<ManifestRefs, ManifestError> {
     let malformed = |reason: String| ManifestError::Malformed {
         media_type: format!("{kind:?}").to_lowercase(),
-        reason,
+        reason: shown(&reason),
     };
     let raw: RawManifest = serde_json::from_slice(body).map_err(|e| malformed(e.to_string()))?;
     let convert = |d: RawDescriptor| -> Result<Descriptor, ManifestError> {
@@ -291,6 +338,48 @@ mod tests {
         assert_eq!(refs.manifests.len(), 2);
         assert_eq!(refs.manifests[1].digest.to_string(), d(5));
         assert!(refs.blobs.is_empty());
+    }
+
+    #[test]
+    fn only_whole_supported_manifests_may_be_put() {
+        let image = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"x","digest":"{}","size":1}},"layers":[]}}"#,
+            d(1)
+        );
+        assert_eq!(
+            check_for_put(OCI_MANIFEST, image.as_bytes()),
+            Ok(ManifestKind::Image)
+        );
+        let truncated = &image.as_bytes()[..image.len() - 3];
+        assert!(matches!(
+            check_for_put(OCI_MANIFEST, truncated),
+            Err(ManifestError::Malformed { .. })
+        ));
+        let index = format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[]}}"#);
+        assert_eq!(
+            check_for_put(OCI_INDEX, index.as_bytes()),
+            Ok(ManifestKind::Index)
+        );
+        assert!(matches!(
+            check_for_put(OCI_MANIFEST, index.as_bytes()),
+            Err(ManifestError::MediaTypeMismatch { .. })
+        ));
+        assert_eq!(
+            check_for_put(OCI_INDEX, br#"{"mediaType":"x","manifests":[]}"#),
+            Err(ManifestError::SchemaVersion("missing".into()))
+        );
+        assert_eq!(
+            check_for_put(OCI_INDEX, br#"{"schemaVersion":1,"manifests":[]}"#),
+            Err(ManifestError::SchemaVersion("1".into()))
+        );
+        assert!(matches!(
+            check_for_put(OCI_INDEX, b"[1,2]"),
+            Err(ManifestError::Malformed { .. })
+        ));
+        assert!(matches!(
+            check_for_put("application/vnd.evil\nx", br#"{"schemaVersion":2}"#),
+            Err(ManifestError::UnsupportedMediaType(_))
+        ));
     }
 
     #[test]

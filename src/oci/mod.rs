@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod blobs;
+pub mod body;
 pub mod catalog;
 pub mod client;
 pub mod counter;
@@ -12,6 +13,7 @@ pub mod error;
 pub mod manifest;
 pub mod reference;
 pub mod retag;
+pub mod server_text;
 
 pub use auth::{Credentials, Secret};
 pub use client::{ClientOptions, RegistryClient};

@@ -1,6 +1,8 @@
 //! Registry retag and copy against a real CNCF distribution registry (Debian
 //! `docker-registry` 2.8), cross-checked with skopeo and the registry's access log.
 
+mod fake_registry;
+mod hardening;
 mod images;
 mod mount_refusing_proxy;
 mod token_server;
@@ -263,8 +265,10 @@ async fn basic_auth_registry_requires_and_accepts_credentials() {
         .await
         .unwrap();
     assert!(out.written);
-    // Basic credentials go with the first request, so there is no challenge round trip.
-    assert_eq!(out.requests.total(), 3, "{}", out.requests);
+    // Credentials wait for the challenge: the first GET draws it, then every request
+    // carries them.
+    assert_eq!(out.requests.total(), 4, "{}", out.requests);
+    assert_eq!(out.requests.get(RequestKind::ManifestGet), 2);
     assert_eq!(
         skopeo_raw(&dst, Some("ci:s3cret-pass")),
         img.manifest.to_vec()
@@ -282,13 +286,45 @@ async fn bearer_tokens_are_exchanged_with_the_token_service() {
     });
     let host = server.host();
     let creds = || Some(Credentials::new("bot", "ghp_test_token"));
+    // The token service listens on another port than the registry: credentials go there
+    // only when it is named as trusted.
+    let trusting = |credentials: Option<Credentials>| {
+        RegistryClient::new(
+            &host,
+            ClientOptions {
+                allow_http: true,
+                credentials,
+                trusted_token_realms: vec![tokens.realm.clone()],
+                ..ClientOptions::default()
+            },
+        )
+        .unwrap()
+    };
     let src = r(&format!("{host}/jisu/backend:sha-7"));
     let img = image(2, 1024, "amd64");
-    let pusher = client(&server, creds());
+    let pusher = trusting(creds());
     push_image(&pusher, &src, &img).await;
 
+    // Not trusted: the token service is asked anonymously, and the error says how to
+    // allow it.
+    let before_tokens = tokens.requests();
+    let err = retag(
+        &client(&server, creds()),
+        &src,
+        &src.with_tag("untrusted").unwrap(),
+        &RetagOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, RegistryError::CredentialsWithheld { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("--registry-token-realm"), "{err}");
+    assert!(tokens.requests() > before_tokens);
+
     // Discovery: the first request draws the challenge, then one token covers the retag.
-    let c = client(&server, creds());
+    let c = trusting(creds());
     let out = retag(
         &c,
         &src,
@@ -367,7 +403,7 @@ async fn bearer_tokens_are_exchanged_with_the_token_service() {
     );
 
     // Wrong token: the token service answers 401.
-    let wrong = client(&server, Some(Credentials::new("bot", "ghp_wrong_value")));
+    let wrong = trusting(Some(Credentials::new("bot", "ghp_wrong_value")));
     let err = retag(
         &wrong,
         &src,
@@ -482,6 +518,7 @@ async fn run_retag(
     let access = RegistryAccess {
         username: None,
         allow_http,
+        token_realms: Vec::new(),
     };
     retag_images(&src, &dst, &access, &RetagOptions::default()).await
 }

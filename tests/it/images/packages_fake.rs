@@ -32,6 +32,10 @@ pub struct State {
     pub throttle_next: bool,
     /// Answer this page with 500, every time.
     pub failing_page: Option<usize>,
+    /// Every page of the listing links a next one, forever, each with one new version.
+    pub endless: bool,
+    /// Every page links page 2 as its next page.
+    pub next_repeats: bool,
     pub throttled: usize,
     pub deleted: Vec<u64>,
     pub list_requests: usize,
@@ -70,6 +74,22 @@ impl Respond for ListVersions {
         }
         let size = state.page_size.max(1);
         let path = request.url.path();
+        if state.endless || state.next_repeats {
+            let next = if state.endless { page + 1 } else { 2 };
+            let synthetic = FakeVersion {
+                id: 1_000_000 + page as u64,
+                digest: Digest::of(format!("page {page}").as_bytes()),
+                tags: Vec::new(),
+                created: "2020-01-01T00:00:00Z".into(),
+            };
+            let link = format!(
+                "<{}{path}?per_page={size}&page={next}>; rel=\"next\"",
+                state.public_base
+            );
+            return ResponseTemplate::new(200)
+                .set_body_json(vec![version_json(&synthetic, path)])
+                .insert_header("Link", link.as_str());
+        }
         let ours = path.ends_with(&format!("/container/{}/versions", state.package));
         let versions: &[FakeVersion] = if ours { &state.versions } else { &[] };
         let pages = versions.len().div_ceil(size).max(1);

@@ -564,3 +564,90 @@ async fn github_packages_prune_through_prism_validated_requests() {
         .collect();
     assert!(request_violations.is_empty(), "{request_violations:#?}");
 }
+
+/// [`prune`] with a deadline: `None` when the binary was still running after `limit` (it is
+/// then killed), so a listing that never ends fails the test instead of hanging it.
+fn prune_within(
+    dir: &Path,
+    config: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+    limit: std::time::Duration,
+) -> Option<Run> {
+    let out_path = dir.join("prune.stdout");
+    let err_path = dir.join("prune.stderr");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_jisu-deploy"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", std::env::var("HOME").unwrap_or_default())
+        .env("GITHUB_OUTPUT", dir.join("github_output"))
+        .envs(env.iter().copied())
+        .current_dir(crate::support::repo_root())
+        .args(["image", "prune", "--config"])
+        .arg(config)
+        .arg("--workspace")
+        .arg(dir)
+        .args(["--registry-allow-http", "--no-cluster"])
+        .args(extra)
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap());
+    let mut child = cmd.spawn().expect("the jisu-deploy binary runs");
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    status.map(|status| Run {
+        code: status.code().unwrap_or(-1),
+        stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn github_packages_listing_that_never_ends_fails_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    // The listing fails before any registry request, so no registry needs to run.
+    let config = workspace(dir.path(), "127.0.0.1:9");
+    let fake = FakePackages::start("api", Vec::new(), 1).await;
+    let api = fake.server.uri();
+    let args = [
+        "--backend",
+        "github-packages",
+        "--github-api-url",
+        api.as_str(),
+    ];
+    let env = [("GITHUB_TOKEN", TOKEN)];
+    let limit = std::time::Duration::from_secs(60);
+
+    // A `next` link that names a page already fetched.
+    fake.state.lock().unwrap().next_repeats = true;
+    let run = tokio::task::block_in_place(|| prune_within(dir.path(), &config, &args, &env, limit))
+        .expect("a next link repeating a page must end the listing, not loop");
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("repeats itself"), "{}", run.stderr);
+    assert!(fake.state.lock().unwrap().list_requests <= 3);
+
+    // A `next` link to a new page every time: the page bound stops it.
+    {
+        let mut state = fake.state.lock().unwrap();
+        state.next_repeats = false;
+        state.endless = true;
+        state.list_requests = 0;
+    }
+    let run = tokio::task::block_in_place(|| prune_within(dir.path(), &config, &args, &env, limit))
+        .expect("an endless listing must hit the page bound, not run on");
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("after 1000 pages"), "{}", run.stderr);
+    let state = fake.state.lock().unwrap();
+    assert_eq!(state.list_requests, 1_000);
+    assert!(state.deleted.is_empty(), "nothing may be deleted");
+    assert!(!run.stderr.contains(TOKEN) && !run.stdout.contains(TOKEN));
+}
