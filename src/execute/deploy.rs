@@ -11,16 +11,18 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use tracing::info;
 
+use super::bluegreen::BlueGreen;
 use super::{Done, Settings};
 use crate::config::duration::HumanDuration;
 use crate::error::{InputError, InputProblem};
 use crate::images::credentials::client_from_env;
 use crate::images::tags;
 use crate::kube::apply::{self, ApplyOptions, Report};
+use crate::kube::color::{self, Color};
 use crate::kube::render::{self, ComponentImage, ManifestFile, RenderInput, Rendered};
 use crate::kube::{checks, client, watch};
 use crate::oci::{Digest, Reference, RegistryClient, RegistryError};
-use crate::plan::{Action, ImageSource, Step};
+use crate::plan::{Action, ColorRole, ImageSource, Step};
 use crate::session::Session;
 
 /// A step's place: job id and step index.
@@ -57,6 +59,8 @@ pub struct RunContext<'a> {
 /// One apply step, prepared.
 struct PreparedApply {
     namespace: String,
+    /// For blue-green: the objects are the idle color's.
+    color: Option<ColorRole>,
     files: Vec<ManifestFile>,
     input: RenderInput,
     /// Components whose digest is only known once an earlier step has run.
@@ -68,6 +72,8 @@ struct PreparedApply {
 pub struct DeployState {
     applies: BTreeMap<StepKey, PreparedApply>,
     kube: Option<kube::Client>,
+    /// What the blue-green steps have learned (live color, layout, the switch).
+    pub blue_green: BlueGreen,
     /// Objects applied by each apply step, with what changed.
     pub applied: Vec<(Vec<Rendered>, Report)>,
 }
@@ -86,7 +92,7 @@ impl DeployState {
                 manifests,
                 images,
                 replicas,
-                color: None,
+                color,
             } => {
                 let (pinned, deferred) = resolve_images(context, images).await?;
                 let files = read_manifests(&context.session.workspace, manifests)
@@ -98,11 +104,18 @@ impl DeployState {
                     all.insert(component.clone(), reference.with_digest(Digest::of(b"")));
                 }
                 let input = render_input(pipeline, namespace, context, &all, replicas);
-                render::render(&files, &input).map_err(render_problems)?;
+                let objects = render::render(&files, &input).map_err(render_problems)?;
+                if color.is_some() {
+                    // Both colors render the same way; checking one now finds every problem.
+                    let colored = color::colorize(&objects, Color::Blue, Some(Color::Green))
+                        .map_err(render_problems)?;
+                    self.blue_green.layout = colored.layout;
+                }
                 self.applies.insert(
                     key,
                     PreparedApply {
                         namespace: namespace.clone(),
+                        color: *color,
                         files,
                         input,
                         deferred,
@@ -110,9 +123,15 @@ impl DeployState {
                 );
             }
             Action::WaitRollout { timeout, .. } => {
-                HumanDuration::parse(timeout).map_err(|e| {
-                    InputError::new(format!("step `{}`", step.id), Some("timeout"), e)
-                })?;
+                duration(step, "timeout", timeout)?;
+            }
+            Action::VerifyAfterSwitch { watch_for, .. } => {
+                duration(step, "watch_for", watch_for)?;
+            }
+            Action::KeepPreviousColor {
+                scale_down_after, ..
+            } => {
+                duration(step, "scale_down_after", scale_down_after)?;
             }
             _ => {}
         }
@@ -143,14 +162,26 @@ impl DeployState {
                         image.pinned = pinned;
                     }
                 }
-                let objects =
+                let mut objects =
                     render::render(&prepared.files, &prepared.input).map_err(render_problems)?;
                 let namespace = prepared.namespace.clone();
+                let colored = prepared.color.is_some();
                 let kube = self.client(context).await?;
+                if colored {
+                    let (idle, live) = (self.blue_green.idle()?, self.blue_green.live()?);
+                    objects = color::colorize(&objects, idle, live)
+                        .map_err(render_problems)?
+                        .objects;
+                    self.blue_green
+                        .size(&kube, &namespace, &mut objects)
+                        .await?;
+                }
                 let apply_options = ApplyOptions {
                     force_conflicts: options.force_conflicts,
                     dry_run: context.preview,
-                    prune: options.prune,
+                    // The live color's objects are not in the idle color's set: pruning
+                    // would delete them.
+                    prune: options.prune && !colored,
                 };
                 let report = apply::apply(&kube, &namespace, &objects, apply_options).await?;
                 let outputs = BTreeMap::from([
@@ -164,11 +195,19 @@ impl DeployState {
                 namespace,
                 workloads,
                 timeout,
-                ..
+                color,
             } => {
                 if context.preview {
                     return Ok(Done::Skipped("dry run: nothing to wait for".to_owned()));
                 }
+                let workloads: Vec<String> = match color {
+                    Some(_) => {
+                        let idle = self.blue_green.idle()?;
+                        workloads.iter().map(|w| idle.name(w)).collect()
+                    }
+                    None => workloads.clone(),
+                };
+                let workloads = &workloads;
                 let timeout = match options.rollout_timeout {
                     Some(timeout) => timeout,
                     None => HumanDuration::parse(timeout).map_err(anyhow::Error::msg)?.0,
@@ -183,6 +222,48 @@ impl DeployState {
                 }
                 checks::require_http_checks(base_url, checks, options.check_interval).await?;
                 Ok(Done::ran_with("environment_url", base_url.clone()))
+            }
+            Action::ReadLiveColor { namespace, .. } => {
+                let kube = self.client(context).await?;
+                self.blue_green.read_live(&kube, namespace).await
+            }
+            Action::SwitchTraffic { namespace, .. } => {
+                if context.preview {
+                    return Ok(Done::Skipped(format!(
+                        "dry run: would switch {} to {}",
+                        self.blue_green.layout.routed.join(", "),
+                        self.blue_green.idle()?
+                    )));
+                }
+                let kube = self.client(context).await?;
+                self.blue_green.switch(&kube, namespace).await
+            }
+            Action::VerifyAfterSwitch {
+                base_url,
+                checks,
+                watch_for,
+            } => {
+                if context.preview {
+                    return Ok(Done::Skipped("dry run: nothing was switched".to_owned()));
+                }
+                let watch_for = HumanDuration::parse(watch_for).map_err(anyhow::Error::msg)?;
+                let kube = self.client(context).await?;
+                self.blue_green
+                    .verify(&kube, base_url, checks, watch_for.0, options.check_interval)
+                    .await
+            }
+            Action::KeepPreviousColor {
+                namespace,
+                scale_down_after,
+            } => {
+                if context.preview {
+                    return Ok(Done::Skipped("dry run: nothing was switched".to_owned()));
+                }
+                let keep = HumanDuration::parse(scale_down_after).map_err(anyhow::Error::msg)?;
+                let kube = self.client(context).await?;
+                self.blue_green
+                    .keep_previous(&kube, namespace, keep.0)
+                    .await
             }
             _ => anyhow::bail!("step `{}` is not a deploy step", step.id),
         }
@@ -206,6 +287,12 @@ impl DeployState {
         self.kube = Some(connected.clone());
         Ok(connected)
     }
+}
+
+/// A duration the plan carries, checked before anything runs.
+fn duration(step: &Step, field: &str, text: &str) -> Result<HumanDuration, InputError> {
+    HumanDuration::parse(text)
+        .map_err(|e| InputError::new(format!("step `{}`", step.id), Some(field), e))
 }
 
 impl Done {

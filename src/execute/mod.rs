@@ -8,6 +8,7 @@
 //! fails with nothing touched; then it runs them. A failed step stops its job; steps
 //! marked `when: always` (unlock, record) still run.
 
+pub mod bluegreen;
 pub mod deploy;
 pub mod images;
 pub mod report;
@@ -207,9 +208,13 @@ impl<'s> Executor<'s> {
                     Action::PromoteImages { images, .. } => {
                         produced.extend(images.iter().map(|p| p.component.clone()));
                     }
-                    Action::Apply { color: None, .. }
-                    | Action::WaitRollout { color: None, .. }
-                    | Action::HttpChecks { .. } => {
+                    Action::Apply { .. }
+                    | Action::WaitRollout { .. }
+                    | Action::HttpChecks { .. }
+                    | Action::ReadLiveColor { .. }
+                    | Action::SwitchTraffic { .. }
+                    | Action::VerifyAfterSwitch { .. }
+                    | Action::KeepPreviousColor { .. } => {
                         let key = (job.id.clone(), index);
                         let context = deploy::PrepareContext {
                             session: self.session,
@@ -385,7 +390,13 @@ impl<'s> Executor<'s> {
                     deleted.to_string(),
                 )])))
             }
-            Action::Apply { .. } | Action::WaitRollout { .. } | Action::HttpChecks { .. } => {
+            Action::Apply { .. }
+            | Action::WaitRollout { .. }
+            | Action::HttpChecks { .. }
+            | Action::ReadLiveColor { .. }
+            | Action::SwitchTraffic { .. }
+            | Action::VerifyAfterSwitch { .. }
+            | Action::KeepPreviousColor { .. } => {
                 let context = deploy::RunContext {
                     session: self.session,
                     settings: &self.settings,

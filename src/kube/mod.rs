@@ -14,4 +14,5 @@ pub mod diff;
 pub mod render;
 pub mod retry;
 pub mod rollout;
+pub mod traffic;
 pub mod watch;

@@ -3,6 +3,7 @@
 mod action_metadata;
 mod actions_io;
 mod bad_input;
+mod bluegreen;
 mod deploy;
 mod hardening;
 mod images;

@@ -1,0 +1,290 @@
+//! The blue-green steps of a deploy job: read the live color, size and apply the idle
+//! color beside it, switch the routed Services, verify and switch back on failure, and
+//! mark the previous color with the time it may be scaled down.
+//!
+//! The rendering rules are in [`crate::kube::color`] and the Service patches in
+//! [`crate::kube::traffic`]; this module holds what one job learns as it goes (the live
+//! color, what was switched) and the order of the calls.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde_json::{Value, json};
+use tracing::{info, warn};
+
+use super::Done;
+use crate::config::pipeline::HttpCheck;
+use crate::error::InputError;
+use crate::kube::checks;
+use crate::kube::color::{Color, Layout, live_color};
+use crate::kube::render::Rendered;
+use crate::kube::traffic::{self, SWITCH_MANAGER};
+
+/// Annotation on a previous color's Deployments: when it may be scaled down (RFC 3339).
+pub const SCALE_DOWN_AFTER: &str = "jisu.dev/scale-down-after";
+
+/// What a blue-green job has learned so far.
+#[derive(Debug, Default)]
+pub struct BlueGreen {
+    /// Base workloads and routed Services, from the rendered manifests.
+    pub layout: Layout,
+    /// The live color, once read (`Some(None)`: no color is live yet).
+    live: Option<Option<Color>>,
+    /// The switch made: namespace, from, to.
+    switched: Option<(String, Option<Color>, Color)>,
+}
+
+/// The switched traffic did not hold up; it was switched back (or could not be).
+#[derive(Debug, thiserror::Error)]
+#[error("verification after the switch to {to} failed: {reason}; {outcome}")]
+pub struct VerifyFailed {
+    /// The color traffic had been switched to.
+    pub to: Color,
+    /// What failed.
+    pub reason: String,
+    /// Where traffic is now.
+    pub outcome: String,
+}
+
+fn describe(color: Option<Color>) -> String {
+    color.map_or_else(
+        || "the un-colored Deployments".to_owned(),
+        |c| c.to_string(),
+    )
+}
+
+impl BlueGreen {
+    /// The live color read by the `live-color` step.
+    pub fn live(&self) -> anyhow::Result<Option<Color>> {
+        self.live
+            .context("the live color was not read: the `live-color` step did not run")
+    }
+
+    /// The color this job deploys: the one that is not live (blue for the first deploy).
+    pub fn idle(&self) -> anyhow::Result<Color> {
+        Ok(self.live()?.map_or(Color::Blue, Color::other))
+    }
+
+    /// Reads what every routed Service selects. Services that disagree are bad input: the
+    /// error says which select what, and nothing is changed.
+    pub async fn read_live(
+        &mut self,
+        kube: &kube::Client,
+        namespace: &str,
+    ) -> anyhow::Result<Done> {
+        let (colors, _) = traffic::read_colors(kube, namespace, &self.layout.routed).await?;
+        let live = live_color(&colors).map_err(|error| {
+            InputError::new(format!("namespace {namespace}"), None, error.to_string())
+        })?;
+        self.live = Some(live);
+        let idle = self.idle()?;
+        info!(live = %describe(live), idle = %idle, "live color");
+        Ok(Done::Ran(BTreeMap::from([
+            (
+                "live".to_owned(),
+                live.map_or("none", Color::as_str).to_owned(),
+            ),
+            ("idle".to_owned(), idle.as_str().to_owned()),
+            ("services".to_owned(), self.layout.routed.join(",")),
+        ])))
+    }
+
+    /// Sizes the idle color's Deployments to what the live color runs now: their
+    /// `spec.replicas`, and their HPA's `minReplicas` raised to it (an HPA would otherwise
+    /// shrink the idle color, which has no traffic, before the switch). Reads the live
+    /// colored Deployments, or the un-colored ones on the first deploy.
+    pub async fn size(
+        &self,
+        kube: &kube::Client,
+        namespace: &str,
+        objects: &mut [Rendered],
+    ) -> anyhow::Result<()> {
+        let live = self.live()?;
+        let idle = self.idle()?;
+        let api: Api<Deployment> = Api::namespaced(kube.clone(), namespace);
+        let mut counts = BTreeMap::new();
+        for base in &self.layout.workloads {
+            let name = live.map_or_else(|| base.clone(), |c| c.name(base));
+            if let Some(running) = api.get_opt(&name).await? {
+                let replicas = running.spec.and_then(|s| s.replicas).unwrap_or(1);
+                counts.insert(idle.name(base), replicas);
+            }
+        }
+        for object in objects.iter_mut() {
+            match object.kind.as_str() {
+                "Deployment" => {
+                    if let Some(count) = counts.get(&object.name) {
+                        object.object["spec"]["replicas"] = json!(count);
+                    }
+                }
+                "HorizontalPodAutoscaler" => {
+                    let target = object
+                        .object
+                        .pointer("/spec/scaleTargetRef/name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    if let Some(count) = counts.get(target) {
+                        let spec = &mut object.object["spec"];
+                        let min = spec["minReplicas"].as_i64().unwrap_or(1);
+                        let max = spec["maxReplicas"].as_i64().unwrap_or(i64::MAX);
+                        spec["minReplicas"] = json!(min.max(i64::from(*count)).min(max));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Points every routed Service at the idle color, never at one without ready Pods.
+    pub async fn switch(&mut self, kube: &kube::Client, namespace: &str) -> anyhow::Result<Done> {
+        let (from, to) = (self.live()?, self.idle()?);
+        let switched =
+            traffic::switch(kube, namespace, &self.layout.routed, from, Some(to)).await?;
+        self.switched = Some((namespace.to_owned(), from, to));
+        info!(from = %describe(from), %to, window_ms = switched.window.as_millis(), "switched traffic");
+        Ok(Done::Ran(BTreeMap::from([
+            (
+                "from".to_owned(),
+                from.map_or("none", Color::as_str).to_owned(),
+            ),
+            ("to".to_owned(), to.as_str().to_owned()),
+            ("services".to_owned(), switched.services.join(",")),
+            (
+                "switch_window_ms".to_owned(),
+                switched.window.as_millis().to_string(),
+            ),
+        ])))
+    }
+
+    /// Watches the new color for `watch_for`: every routed Service keeps ready Pods, and the
+    /// environment's checks pass at the start and at the end. On failure traffic goes back
+    /// to the previous color (if it still has ready Pods) and the step fails.
+    pub async fn verify(
+        &mut self,
+        kube: &kube::Client,
+        base_url: &str,
+        checks: &[HttpCheck],
+        watch_for: Duration,
+        interval: Duration,
+    ) -> anyhow::Result<Done> {
+        let (namespace, from, to) = self
+            .switched
+            .clone()
+            .context("nothing was switched: the `switch` step did not run")?;
+        let namespace = namespace.as_str();
+        let Err(reason) = self
+            .watch(kube, namespace, base_url, checks, watch_for, interval)
+            .await
+        else {
+            return Ok(Done::Ran(BTreeMap::from([
+                ("color".to_owned(), to.as_str().to_owned()),
+                ("environment_url".to_owned(), base_url.to_owned()),
+            ])));
+        };
+        warn!(%reason, "verification failed; switching back");
+        let outcome =
+            match traffic::switch(kube, namespace, &self.layout.routed, Some(to), from).await {
+                Ok(_) => format!("traffic was switched back to {}", describe(from)),
+                Err(error) => format!("switching back failed ({error}); traffic stays on {to}"),
+            };
+        Err(VerifyFailed {
+            to,
+            reason,
+            outcome,
+        }
+        .into())
+    }
+
+    async fn watch(
+        &self,
+        kube: &kube::Client,
+        namespace: &str,
+        base_url: &str,
+        checks: &[HttpCheck],
+        watch_for: Duration,
+        interval: Duration,
+    ) -> Result<(), String> {
+        let run_checks = || async {
+            if checks.is_empty() {
+                return Ok(());
+            }
+            checks::require_http_checks(base_url, checks, interval)
+                .await
+                .map_err(|e| format!("{e:#}"))
+        };
+        run_checks().await?;
+        let to = self.switched.as_ref().map(|(_, _, to)| *to);
+        let deadline = Instant::now() + watch_for;
+        let services: Api<k8s_openapi::api::core::v1::Service> =
+            Api::namespaced(kube.clone(), namespace);
+        loop {
+            for name in &self.layout.routed {
+                let service = services
+                    .get(name)
+                    .await
+                    .map_err(|e| format!("reading Service `{name}`: {e}"))?;
+                let value = serde_json::to_value(&service).unwrap_or_default();
+                let selector = traffic::selector_of(&value);
+                let ready = traffic::ready_pods(kube, namespace, &selector, to)
+                    .await
+                    .map_err(|e| format!("counting ready Pods of `{name}`: {e}"))?;
+                if ready == 0 {
+                    return Err(format!("Service `{name}` has no ready Pod"));
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            tokio::time::sleep(interval.min(deadline - now)).await;
+        }
+        run_checks().await
+    }
+
+    /// Leaves the previous color running and marks its Deployments with the time after
+    /// which they may be scaled down.
+    pub async fn keep_previous(
+        &self,
+        kube: &kube::Client,
+        namespace: &str,
+        keep_for: Duration,
+    ) -> anyhow::Result<Done> {
+        let from = self
+            .switched
+            .as_ref()
+            .map(|(_, from, _)| *from)
+            .context("nothing was switched: the `switch` step did not run")?;
+        let until = jiff::Timestamp::now()
+            .checked_add(jiff::SignedDuration::try_from(keep_for)?)
+            .context("keep_previous_for is too long")?;
+        let api: Api<Deployment> = Api::namespaced(kube.clone(), namespace);
+        let mut marked = Vec::new();
+        for base in &self.layout.workloads {
+            let name = from.map_or_else(|| base.clone(), |c| c.name(base));
+            if api.get_opt(&name).await?.is_none() {
+                continue;
+            }
+            let patch = json!({"metadata": {"annotations": {SCALE_DOWN_AFTER: until.to_string()}}});
+            api.patch(
+                &name,
+                &PatchParams::apply(SWITCH_MANAGER),
+                &Patch::Merge(&patch),
+            )
+            .await?;
+            marked.push(name);
+        }
+        Ok(Done::Ran(BTreeMap::from([
+            (
+                "previous".to_owned(),
+                from.map_or("none", Color::as_str).to_owned(),
+            ),
+            ("kept".to_owned(), marked.join(",")),
+            ("scale_down_after".to_owned(), until.to_string()),
+        ])))
+    }
+}

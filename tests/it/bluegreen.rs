@@ -1,0 +1,337 @@
+//! Blue-green production deploys against kube-sim with the real binary and the platform's
+//! own manifests (`k8s/app`): the first deploy, switches back and forth, an idle color that
+//! never gets ready, failing preview checks, a verification that fails after the switch
+//! (traffic goes back), and Services that disagree on the live color.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube_sim::{ImageBehavior, KubeSim, SimOptions};
+use serde_json::json;
+
+use crate::support::{Run, repo_root};
+
+const NS: &str = "jisu-prod";
+const SHA: &str = "3f2c1e0d9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e";
+const ROUTED: [&str; 2] = ["backend", "frontend"];
+
+/// Digest-pinned images for both components; `tag` tells one deploy's from another's, and
+/// an image whose repository names a kube-sim behaviour (`crashing`) gets it.
+fn images(tag: u8, backend_repository: &str) -> Vec<String> {
+    let digest = |n: u8| format!("{:02x}", n).repeat(32);
+    vec![
+        "--digests".into(),
+        format!("frontend=ghcr.io/jisu/platform@sha256:{}", digest(tag)),
+        "--digests".into(),
+        format!("backend={backend_repository}@sha256:{}", digest(tag + 1)),
+    ]
+}
+
+struct Bed {
+    _sim: KubeSim,
+    dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+    client: kube::Client,
+}
+
+async fn bed() -> Bed {
+    jisu_deploy::tls::ensure_provider();
+    let options = SimOptions::default().time_scale(50.0).image(
+        "crashing",
+        ImageBehavior::CrashLoop {
+            run_for: Duration::from_secs(2),
+        },
+    );
+    let sim = KubeSim::start(options).await.expect("kube-sim starts");
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig).unwrap();
+    let client = kube::Client::try_from(kube::Config::new(sim.url().parse().unwrap())).unwrap();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespace = serde_json::from_value(json!({"metadata": {"name": NS}})).unwrap();
+    namespaces
+        .create(&PostParams::default(), &namespace)
+        .await
+        .unwrap();
+    Bed {
+        _sim: sim,
+        dir,
+        kubeconfig,
+        client,
+    }
+}
+
+impl Bed {
+    /// A pipeline file whose production environment is blue-green on `k8s/app`, with its
+    /// public URL and preview URL served by the given check servers.
+    fn pipeline(&self, public: &str, preview: &str) -> PathBuf {
+        let path = self.dir.path().join("pipeline.yml");
+        std::fs::write(
+            &path,
+            format!(
+                r#"version: 1
+images: {{registry: ghcr.io, scheme: component-prefix, repository: jisu/platform}}
+components:
+  frontend: {{context: examples/jisu/frontend, dockerfile: examples/jisu/frontend/Dockerfile, port: 80}}
+  backend: {{context: examples/jisu/backend, dockerfile: examples/jisu/backend/Dockerfile, port: 8000}}
+environments:
+  production:
+    branch: main
+    namespace: {NS}
+    url: {public}
+    strategy: blue-green
+    manifests: k8s/app
+    rollout_timeout: 2m
+    checks:
+      - {{name: backend health, url: /api/health, retries: 2, timeout: 2s}}
+    blue_green: {{preview_url: {preview}, verify_for: 1s, keep_previous_for: 1h}}
+"#
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    async fn deploy(&self, config: &Path, images: &[String]) -> Run {
+        let mut args: Vec<String> = [
+            "deploy",
+            "--config",
+            config.to_str().unwrap(),
+            "--environment",
+            "production",
+            "--sha",
+            SHA,
+            "--kubeconfig",
+            self.kubeconfig.to_str().unwrap(),
+            "--check-interval",
+            "100ms",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        args.extend_from_slice(images);
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_jisu-deploy"));
+        command
+            .env_clear()
+            .current_dir(repo_root())
+            .args(&args)
+            .env("PATH", std::env::var("PATH").unwrap_or_default());
+        let output = tokio::time::timeout(Duration::from_secs(120), command.output())
+            .await
+            .expect("deploy finishes within two minutes")
+            .expect("the binary runs");
+        output.into()
+    }
+
+    /// The color each routed Service selects.
+    async fn routing(&self) -> BTreeMap<String, Option<String>> {
+        let services: Api<Service> = Api::namespaced(self.client.clone(), NS);
+        let mut found = BTreeMap::new();
+        for name in ROUTED {
+            let color = services
+                .get_opt(name)
+                .await
+                .unwrap()
+                .and_then(|s| s.spec?.selector?.get("color").cloned());
+            found.insert(name.to_owned(), color);
+        }
+        found
+    }
+
+    async fn deployment(&self, name: &str) -> Option<Deployment> {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), NS);
+        api.get_opt(name).await.unwrap()
+    }
+
+    /// The digest the colored backend Deployment runs.
+    async fn backend_image(&self, color: &str) -> String {
+        let deployment = self.deployment(&format!("backend-{color}")).await.unwrap();
+        deployment.spec.unwrap().template.spec.unwrap().containers[0]
+            .image
+            .clone()
+            .unwrap()
+    }
+}
+
+fn all_on(color: &str) -> BTreeMap<String, Option<String>> {
+    ROUTED
+        .iter()
+        .map(|s| ((*s).to_owned(), Some(color.to_owned())))
+        .collect()
+}
+
+fn assert_code(run: &Run, code: i32) {
+    assert_eq!(
+        run.code, code,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_deploy_goes_blue_and_later_ones_alternate() {
+    let bed = bed().await;
+    let (url, _) = crate::deploy::http_server(200).await;
+    let config = bed.pipeline(&url, &url);
+
+    let first = bed
+        .deploy(&config, &images(0x10, "ghcr.io/jisu/platform"))
+        .await;
+    assert_code(&first, 0);
+    assert_eq!(bed.routing().await, all_on("blue"));
+    assert!(bed.deployment("backend-green").await.is_none());
+    let preview: Api<Service> = Api::namespaced(bed.client.clone(), NS);
+    let preview = preview.get("backend-preview").await.unwrap();
+    assert_eq!(
+        preview
+            .spec
+            .unwrap()
+            .selector
+            .unwrap()
+            .get("color")
+            .map(String::as_str),
+        Some("blue")
+    );
+
+    let second = bed
+        .deploy(&config, &images(0x20, "ghcr.io/jisu/platform"))
+        .await;
+    assert_code(&second, 0);
+    assert_eq!(bed.routing().await, all_on("green"));
+    assert!(bed.backend_image("green").await.ends_with(&"21".repeat(32)));
+    // The previous color keeps running, marked with when it may be scaled down.
+    let blue = bed.deployment("backend-blue").await.unwrap();
+    assert!(bed.backend_image("blue").await.ends_with(&"11".repeat(32)));
+    let annotations = blue.metadata.annotations.unwrap_or_default();
+    assert!(
+        annotations.contains_key("jisu.dev/scale-down-after"),
+        "{annotations:?}"
+    );
+    // The idle color was sized to what the live one ran.
+    let live_replicas = blue.spec.unwrap().replicas;
+    let green = bed.deployment("backend-green").await.unwrap();
+    assert_eq!(green.spec.unwrap().replicas, live_replicas);
+
+    let third = bed
+        .deploy(&config, &images(0x30, "ghcr.io/jisu/platform"))
+        .await;
+    assert_code(&third, 0);
+    assert_eq!(bed.routing().await, all_on("blue"));
+    assert!(bed.backend_image("blue").await.ends_with(&"31".repeat(32)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_color_that_never_gets_ready_is_never_switched_to() {
+    let bed = bed().await;
+    let (url, _) = crate::deploy::http_server(200).await;
+    let config = bed.pipeline(&url, &url);
+    assert_code(
+        &bed.deploy(&config, &images(0x10, "ghcr.io/jisu/platform"))
+            .await,
+        0,
+    );
+    let failed = bed
+        .deploy(&config, &images(0x20, "ghcr.io/jisu/crashing"))
+        .await;
+    assert_code(&failed, 1);
+    assert!(failed.stderr.contains("backend-green"), "{}", failed.stderr);
+    assert_eq!(bed.routing().await, all_on("blue"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_preview_checks_leave_traffic_where_it_is() {
+    let bed = bed().await;
+    let (good, _) = crate::deploy::http_server(200).await;
+    let (bad, seen) = crate::deploy::http_server(500).await;
+    assert_code(
+        &bed.deploy(
+            &bed.pipeline(&good, &good),
+            &images(0x10, "ghcr.io/jisu/platform"),
+        )
+        .await,
+        0,
+    );
+    let failed = bed
+        .deploy(
+            &bed.pipeline(&good, &bad),
+            &images(0x20, "ghcr.io/jisu/platform"),
+        )
+        .await;
+    assert_code(&failed, 1);
+    assert!(!seen.lock().unwrap().is_empty(), "the preview was checked");
+    assert_eq!(bed.routing().await, all_on("blue"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_verification_switches_traffic_back() {
+    let bed = bed().await;
+    let (good, _) = crate::deploy::http_server(200).await;
+    let (bad, seen) = crate::deploy::http_server(503).await;
+    assert_code(
+        &bed.deploy(
+            &bed.pipeline(&good, &good),
+            &images(0x10, "ghcr.io/jisu/platform"),
+        )
+        .await,
+        0,
+    );
+    // The idle color passes its preview checks; the public URL fails once traffic moved.
+    let failed = bed
+        .deploy(
+            &bed.pipeline(&bad, &good),
+            &images(0x20, "ghcr.io/jisu/platform"),
+        )
+        .await;
+    assert_code(&failed, 1);
+    assert!(
+        !seen.lock().unwrap().is_empty(),
+        "the public URL was checked"
+    );
+    assert!(
+        failed
+            .stderr
+            .contains("verification after the switch to green failed")
+            && failed.stderr.contains("switched back to blue"),
+        "{}",
+        failed.stderr
+    );
+    assert_eq!(bed.routing().await, all_on("blue"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_that_disagree_stop_the_deploy_before_anything_changes() {
+    let bed = bed().await;
+    let (url, _) = crate::deploy::http_server(200).await;
+    let config = bed.pipeline(&url, &url);
+    assert_code(
+        &bed.deploy(&config, &images(0x10, "ghcr.io/jisu/platform"))
+            .await,
+        0,
+    );
+    let services: Api<Service> = Api::namespaced(bed.client.clone(), NS);
+    services
+        .patch(
+            "frontend",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"selector": {"color": "green"}}})),
+        )
+        .await
+        .unwrap();
+    let failed = bed
+        .deploy(&config, &images(0x20, "ghcr.io/jisu/platform"))
+        .await;
+    assert_code(&failed, 2);
+    assert!(
+        failed.stderr.contains("disagree") && failed.stderr.contains("frontend: green"),
+        "{}",
+        failed.stderr
+    );
+    assert!(
+        bed.deployment("backend-green").await.is_none(),
+        "nothing was applied"
+    );
+}
