@@ -10,8 +10,9 @@ use anyhow::Result;
 use crate::cli::requests::{check_digest_components, settings};
 use crate::cli::{
     BuildArgs, Cli, Command, DeployArgs, ImageCommand, OutputFormat, PlanArgs, PromoteArgs,
-    PruneArgs, RetagArgs, RunArgs, TagsArgs,
+    PruneArgs, RetagArgs, RollbackArgs, RunArgs, TagsArgs,
 };
+use crate::cli::flags::RegistryFlags;
 use crate::config::context::{ContextSources, RunContext};
 use crate::error::{InputError, RunFailed};
 use crate::execute::report::RunReport;
@@ -30,6 +31,7 @@ pub fn run(cli: &Cli, runner: Runner) -> Result<()> {
     let kubeconfig = match &cli.command {
         Command::Run(args) => args.cluster.kubeconfig.as_deref(),
         Command::Deploy(args) => args.cluster.kubeconfig.as_deref(),
+        Command::Rollback(args) => args.cluster.kubeconfig.as_deref(),
         Command::Image(ImageCommand::Prune(args)) => args.cluster.kubeconfig.as_deref(),
         _ => None,
     };
@@ -39,6 +41,7 @@ pub fn run(cli: &Cli, runner: Runner) -> Result<()> {
         Command::Run(args) => run_command(&session, args),
         Command::Deploy(args) => deploy(&session, args),
         Command::Promote(args) => promote(&session, args),
+        Command::Rollback(args) => rollback(&session, args),
         Command::Image(ImageCommand::Tags(args)) => image_tags(&session, args),
         Command::Image(ImageCommand::Retag(args)) => image_retag(&session, args),
         Command::Image(ImageCommand::Build(args)) => image_build(&session, args),
@@ -313,6 +316,44 @@ fn promote(session: &Session, args: &PromoteArgs) -> Result<()> {
         .runner
         .append_summary(&summary::run_markdown(&report))?;
     failed(&report)
+}
+
+fn rollback(session: &Session, args: &RollbackArgs) -> Result<()> {
+    let pipeline = session.pipeline()?;
+    let mut sources = synthetic(
+        session,
+        "workflow_dispatch",
+        format!("refs/heads/{}", pipeline.default_branch),
+    );
+    sources.inputs = [
+        ("operation", "rollback"),
+        ("environment", args.environment.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let plan = plan_for(session, &sources)?;
+    let job = format!("rollback-{}", args.environment);
+    the_job(&plan, &job, "--environment")?;
+    let settings = settings(
+        &RegistryFlags::default(),
+        Some(&args.cluster),
+        None,
+        Some(&args.deploy),
+        None,
+    );
+    let (report, _) = execute(
+        session,
+        &plan,
+        &[job],
+        settings,
+        BTreeMap::new(),
+        session.dry_run,
+    )?;
+    session
+        .runner
+        .set_outputs(&[("environment", args.environment.clone())])?;
+    finish(session, &report)
 }
 
 fn image_tags(session: &Session, args: &TagsArgs) -> Result<()> {

@@ -35,7 +35,7 @@ pub struct EventArgs {
 }
 
 /// How registries are reached.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct RegistryFlags {
     /// Registry user name; the password is read from REGISTRY_PASSWORD, else GITHUB_TOKEN
     /// (never from a flag). Without it, ~/.docker/config.json (or $DOCKER_CONFIG), else

@@ -76,6 +76,10 @@ pub enum Command {
     /// Move an environment's tag onto the images built for a commit, all or none, and print
     /// the digests `deploy` pins (the `promote` job of a workflow_dispatch promotion).
     Promote(PromoteArgs),
+    /// Roll an environment back (the `rollback-<env>` job of a workflow_dispatch
+    /// `operation: rollback`): blue-green routes back to the previous color, which was kept
+    /// running, after checking it has ready Pods, then verifies as a deploy does.
+    Rollback(RollbackArgs),
     /// Image operations.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -190,6 +194,22 @@ pub struct DeployArgs {
     pub cluster: ClusterFlags,
 
     /// How the deploy runs.
+    #[command(flatten)]
+    pub deploy: DeployFlags,
+}
+
+/// `rollback` flags.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The environment to roll back (an environment of the pipeline file).
+    #[arg(long, env = "INPUT_ENVIRONMENT", value_name = "NAME")]
+    pub environment: String,
+
+    /// Cluster access.
+    #[command(flatten)]
+    pub cluster: ClusterFlags,
+
+    /// How the rollback runs (rollout deadline, check interval).
     #[command(flatten)]
     pub deploy: DeployFlags,
 }
