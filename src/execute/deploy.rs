@@ -194,12 +194,11 @@ impl DeployState {
             return Ok(client.clone());
         }
         let access = &context.settings.cluster;
-        let env = |name: &str| std::env::var(name).ok();
+        let env = |name: &str| std::env::var_os(name);
         let cluster = client::resolve(
             access.kubeconfig.as_deref(),
             access.context.as_deref(),
             &env,
-            &context.session.runner,
         )
         .await?;
         let connected = client::connect(cluster).await?;
