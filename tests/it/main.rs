@@ -5,6 +5,7 @@ mod actions_io;
 mod bad_input;
 mod deploy;
 mod images;
+mod kubeconfig;
 mod plan_snapshots;
 mod registry;
 mod run;
