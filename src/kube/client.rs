@@ -219,32 +219,21 @@ fn read_file(path: &Path, source: &Source) -> Result<Kubeconfig, InputError> {
             format!("{shown} does not exist or is not a file"),
         ));
     }
-    Kubeconfig::read_from(path).map_err(|e| match e {
-        KubeconfigError::Parse(_) => {
-            let text = std::fs::read(path).unwrap_or_default();
-            bad(
-                source,
-                format!(
-                    "{shown}: {}",
-                    parse_problem(&String::from_utf8_lossy(&text), &e)
-                ),
-            )
-        }
-        KubeconfigError::ReadConfig(io, _) => {
-            bad(source, format!("cannot read {shown}: {}", io_reason(&io)))
-        }
+    // Read bounded (a kubeconfig is a few KiB), and its nesting checked before parsing.
+    let text = crate::config::read_input(path, "the kubeconfig")
+        .map_err(|e| bad(source, format!("{shown}: {}", e.problems[0].message)))?;
+    if let Some((line, column)) =
+        crate::config::depth::too_deep(&text, crate::config::depth::MAX_DEPTH)
+    {
+        return Err(bad(
+            source,
+            format!("{shown}: nests too deeply at line {line} column {column}"),
+        ));
+    }
+    Kubeconfig::from_yaml(&text).map_err(|e| match e {
+        KubeconfigError::Parse(_) => bad(source, format!("{shown}: {}", parse_problem(&text, &e))),
         other => bad(source, format!("{shown}: {}", describe(&other))),
     })
-}
-
-/// Why a file could not be read, without the OS's text beyond its kind.
-fn io_reason(error: &std::io::Error) -> String {
-    match error.kind() {
-        std::io::ErrorKind::InvalidData => {
-            "it is not UTF-8 (or UTF-16 with a byte-order mark) text".to_owned()
-        }
-        kind => kind.to_string(),
-    }
 }
 
 /// The action input holds the kubeconfig itself, as YAML or base64 of it.
