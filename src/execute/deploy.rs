@@ -72,6 +72,8 @@ struct PreparedApply {
 pub struct DeployState {
     applies: BTreeMap<StepKey, PreparedApply>,
     kube: Option<kube::Client>,
+    /// The API server's URL as it may be shown (credentials redacted).
+    server: String,
     /// What the blue-green steps have learned (live color, layout, the switch).
     pub blue_green: BlueGreen,
     /// Objects applied by each apply step, with what changed.
@@ -213,7 +215,8 @@ impl DeployState {
                     None => HumanDuration::parse(timeout).map_err(anyhow::Error::msg)?.0,
                 };
                 let kube = self.client(context).await?;
-                watch::wait_for_rollouts(&kube, namespace, workloads, timeout).await?;
+                watch::wait_for_rollouts(&kube, &self.server, namespace, workloads, timeout)
+                    .await?;
                 Ok(Done::ran_with("workloads", workloads.join(",")))
             }
             Action::HttpChecks { base_url, checks } => {
@@ -275,14 +278,14 @@ impl DeployState {
             return Ok(client.clone());
         }
         let access = &context.settings.cluster;
-        let env = |name: &str| std::env::var(name).ok();
+        let env = |name: &str| std::env::var_os(name);
         let cluster = client::resolve(
             access.kubeconfig.as_deref(),
             access.context.as_deref(),
             &env,
-            &context.session.runner,
         )
         .await?;
+        self.server = cluster.server();
         let connected = client::connect(cluster).await?;
         self.kube = Some(connected.clone());
         Ok(connected)

@@ -121,13 +121,12 @@ pub async fn prune(
             .values()
             .map(|e| e.namespace.clone())
             .collect();
-        let env = |name: &str| std::env::var(name).ok();
+        let env = |name: &str| std::env::var_os(name);
         let access = &settings.cluster;
         let cluster = crate::kube::client::resolve(
             access.kubeconfig.as_deref(),
             access.context.as_deref(),
             &env,
-            &session.runner,
         )
         .await?;
         let client = crate::kube::client::connect(cluster).await?;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use kube::core::Status;
 
 /// Attempts per call, the first included.
-const ATTEMPTS: u32 = 5;
+pub(crate) const ATTEMPTS: u32 = 5;
 /// Deadline of one attempt: generous for a big apply, short of a hung connection.
 const CALL_DEADLINE: Duration = Duration::from_secs(60);
 

@@ -14,22 +14,22 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::{Run, repo_root};
 
-const NS: &str = "jisu-staging";
-const SHA: &str = "3f2c1e0d9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e";
+pub(crate) const NS: &str = "jisu-staging";
+pub(crate) const SHA: &str = "3f2c1e0d9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e";
 const FRONTEND: &str =
     "ghcr.io/jisu/platform@sha256:1111111111111111111111111111111111111111111111111111111111111111";
 const BACKEND: &str =
     "ghcr.io/jisu/platform@sha256:2222222222222222222222222222222222222222222222222222222222222222";
 
 /// A simulated cluster with the staging namespace, a kubeconfig for it, and a temp dir.
-struct Cluster {
-    sim: KubeSim,
-    dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-    client: kube::Client,
+pub(crate) struct Cluster {
+    pub(crate) sim: KubeSim,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) kubeconfig: PathBuf,
+    pub(crate) client: kube::Client,
 }
 
-async fn cluster(options: SimOptions) -> Cluster {
+pub(crate) async fn cluster(options: SimOptions) -> Cluster {
     jisu_deploy::tls::ensure_provider();
     let sim = KubeSim::start(options).await.expect("kube-sim starts");
     let dir = tempfile::tempdir().unwrap();
@@ -52,7 +52,7 @@ async fn cluster(options: SimOptions) -> Cluster {
 
 impl Cluster {
     /// A pipeline file like the example's, with staging pointed at `url` and `manifests`.
-    fn pipeline(&self, url: &str, manifests: &str, staging_extra: &str) -> PathBuf {
+    pub(crate) fn pipeline(&self, url: &str, manifests: &str, staging_extra: &str) -> PathBuf {
         let path = self.dir.path().join("pipeline.yml");
         let marker = self.dir.path().join("command-ran");
         let text = format!(
@@ -120,7 +120,7 @@ environments:
 /// The binary under test, copied once per test process. Worktrees that share one target
 /// directory build to the same `target/debug/jisu-deploy` (cargo hashes path packages
 /// relative to the workspace), so another worktree's build can replace it mid-run.
-fn binary() -> &'static Path {
+pub(crate) fn binary() -> &'static Path {
     static COPY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     COPY.get_or_init(|| {
         let worktree = repo_root()
@@ -170,7 +170,7 @@ async fn run(args: &[&str], env: &[(&str, &str)]) -> (Run, Duration) {
 
 const UNKNOWN_COMPONENT: &str = "database=ghcr.io/jisu/db@sha256:7777777777777777777777777777777777777777777777777777777777777777";
 
-const IMAGES: [&str; 4] = [
+pub(crate) const IMAGES: [&str; 4] = [
     "--digests",
     "frontend=ghcr.io/jisu/platform@sha256:1111111111111111111111111111111111111111111111111111111111111111",
     "--digests",
@@ -210,7 +210,7 @@ pub(crate) async fn http_server(status: u16) -> (String, Arc<Mutex<Vec<String>>>
     (url, seen)
 }
 
-fn assert_failed_with(run: &Run, code: i32, needles: &[&str]) {
+pub(crate) fn assert_failed_with(run: &Run, code: i32, needles: &[&str]) {
     assert_eq!(
         run.code, code,
         "stdout:\n{}\nstderr:\n{}",
@@ -1129,4 +1129,72 @@ async fn the_controllers_progress_deadline_fails_the_deploy() {
         &["Deployment/backend: deployment \"backend\" exceeded its progress deadline"],
     );
     assert!(took < Duration::from_secs(30), "{took:?}");
+}
+
+/// The API server goes away while the tool waits for a rollout that cannot finish: the
+/// tool says so after a few failed reconnects (counted in its log), well before the
+/// rollout deadline, and does not blame the Pods.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_server_gone_mid_rollout_is_reported_unreachable_after_a_few_attempts() {
+    let cluster = cluster(SimOptions::default().time_scale(20.0)).await;
+    let (url, _) = http_server(200).await;
+    let config = cluster.pipeline(&url, "k8s/app", "");
+    let Cluster {
+        sim,
+        dir: _dir,
+        kubeconfig,
+        ..
+    } = cluster;
+    let server = format!("{}/", sim.url());
+    let backend = format!("backend=ghcr.io/jisu/neverready@sha256:{}", "9".repeat(64));
+    let deploy = tokio::spawn(async move {
+        run(
+            &[
+                "deploy",
+                "--config",
+                config.to_str().unwrap(),
+                "--environment",
+                "staging",
+                "--sha",
+                SHA,
+                "--kubeconfig",
+                kubeconfig.to_str().unwrap(),
+                "--digests",
+                IMAGES[1],
+                "--digests",
+                &backend,
+                "--timeout",
+                "100s",
+            ],
+            &[],
+        )
+        .await
+    });
+    // Applied: the tool is waiting for the never-ready backend now.
+    while sim.object("Deployment", NS, "backend").is_none() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(sim);
+    let (run, _) = deploy.await.unwrap();
+    assert_failed_with(
+        &run,
+        1,
+        &[
+            &format!("the API server at {server} is unreachable"),
+            "attempts in a row to reach it failed",
+        ],
+    );
+    assert!(
+        !run.stderr.contains("rollout not complete"),
+        "{}",
+        run.stderr
+    );
+    // Two watches (Deployments, Pods), each giving up at its fifth failure in a row.
+    let attempts = run.stderr.matches("watch interrupted; resuming").count();
+    assert!(
+        (1..=10).contains(&attempts),
+        "{attempts} failed attempts logged:\n{}",
+        run.stderr
+    );
 }

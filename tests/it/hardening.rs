@@ -201,6 +201,32 @@ fn endless_input_files_are_cut_off_with_a_clear_error() {
         let run = jisu_in(&args, &[]);
         assert_bad_input(&run, expected);
     }
+    // A kubeconfig is a regular file, so a huge one (sparse: no disk used) stands in.
+    let huge = dir.path().join("kubeconfig");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let digest = format!("app=127.0.0.1:5999/acme/app@sha256:{}", "a".repeat(64));
+    let run = jisu_in(
+        &[
+            "deploy",
+            "--workspace",
+            dir.path().to_str().unwrap(),
+            "--config",
+            config,
+            "--environment",
+            "staging",
+            "--sha",
+            SHA,
+            "--digests",
+            &digest,
+            "--kubeconfig",
+            huge.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_bad_input(&run, "larger than 8 MiB");
 }
 
 #[test]

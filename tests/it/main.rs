@@ -7,6 +7,7 @@ mod bluegreen;
 mod deploy;
 mod hardening;
 mod images;
+mod kubeconfig;
 mod plan_snapshots;
 mod registry;
 mod run;

@@ -1,6 +1,8 @@
 //! No secret reaches a log, an output or the summary: every command that reads a secret,
 //! run as in GitHub Actions with recognisable values, masks each one before printing
-//! anything else and never prints it otherwise; gate commands do not even see them.
+//! anything else and never prints it otherwise; gate commands do not even see them. Each
+//! command runs with the kubeconfig input in four forms: YAML and base64, well-formed and
+//! malformed (a tab after `token:`, an unclosed quote), its server URL carrying a password.
 
 use std::path::{Path, PathBuf};
 
@@ -11,8 +13,15 @@ const REGISTRY_PASSWORD: &str = "regpass-S3CRET-1";
 const GITHUB_TOKEN: &str = "ghtoken-S3CRET-2";
 const KUBE_TOKEN: &str = "kubetoken-S3CRET-3";
 const DOCKER_PASSWORD: &str = "dockerpass-S3CRET-4";
-/// The four values the process can see, each of which must be masked.
-const SECRETS: [&str; 4] = [REGISTRY_PASSWORD, GITHUB_TOKEN, KUBE_TOKEN, DOCKER_PASSWORD];
+const URL_PASSWORD: &str = "urlpass-S3CRET-5";
+/// The values the process can see, each of which must be masked.
+const SECRETS: [&str; 5] = [
+    REGISTRY_PASSWORD,
+    GITHUB_TOKEN,
+    KUBE_TOKEN,
+    DOCKER_PASSWORD,
+    URL_PASSWORD,
+];
 /// base64 of `ci:dockerpass-S3CRET-4`, the Docker config's `auth`.
 const DOCKER_AUTH: &str = "Y2k6ZG9ja2VycGFzcy1TM0NSRVQtNA==";
 /// base64 of `ci:regpass-S3CRET-1`, what a basic Authorization header carries.
@@ -24,7 +33,7 @@ const DIGESTS: [&str; 2] = [
     "backend=ghcr.io/jisu/platform@sha256:2222222222222222222222222222222222222222222222222222222222222222",
 ];
 
-/// A kubeconfig whose server has nothing listening.
+/// A kubeconfig whose server has nothing listening, with a password in its URL.
 fn kubeconfig() -> String {
     format!(
         "apiVersion: v1
@@ -32,7 +41,7 @@ kind: Config
 clusters:
 - name: nowhere
   cluster:
-    server: http://127.0.0.1:9
+    server: http://ci:{URL_PASSWORD}@127.0.0.1:9
 users:
 - name: ci
   user:
@@ -45,6 +54,22 @@ contexts:
 current-context: nowhere
 "
     )
+}
+
+/// The kubeconfig input in each form a user might hand over: YAML, base64, and both
+/// broken so that the parser fails (a tab after `token:`, an unclosed quote).
+fn kubeconfig_inputs() -> [(&'static str, String); 4] {
+    use base64::Engine as _;
+    let encode = |text: &str| base64::engine::general_purpose::STANDARD.encode(text);
+    let broken = kubeconfig()
+        .replace("token: ", "token:\t")
+        .replace("current-context: nowhere", "current-context: \"nowhere");
+    [
+        ("YAML", kubeconfig()),
+        ("base64", encode(&kubeconfig())),
+        ("malformed YAML", broken.clone()),
+        ("malformed base64", encode(&broken)),
+    ]
 }
 
 /// The runner's files and a Docker config, in a temp dir of their own.
@@ -70,13 +95,15 @@ impl Runner {
         self.dir.path().join(name)
     }
 
-    /// Runs the binary as inside GitHub Actions, with every secret in reach.
-    fn run(&self, args: &[&str]) -> Run {
+    /// Runs the binary as inside GitHub Actions, with every secret in reach and the
+    /// kubeconfig input `kubeconfig`; the runner's files start empty.
+    fn run(&self, args: &[&str], kubeconfig: &str) -> Run {
         let output = self.path("output");
         let summary = self.path("summary");
+        let _ = std::fs::remove_file(&output);
+        let _ = std::fs::remove_file(&summary);
         let docker = self.path("docker");
         let home = self.path("home");
-        let kubeconfig = kubeconfig();
         let path = std::env::var("PATH").unwrap_or_default();
         jisu(
             args,
@@ -89,22 +116,36 @@ impl Runner {
                 ("REGISTRY_USERNAME", "ci"),
                 ("REGISTRY_PASSWORD", REGISTRY_PASSWORD),
                 ("GITHUB_TOKEN", GITHUB_TOKEN),
-                ("INPUT_KUBECONFIG", &kubeconfig),
+                ("INPUT_KUBECONFIG", kubeconfig),
                 ("DOCKER_CONFIG", docker.to_str().unwrap()),
             ],
         )
     }
 
-    /// Runs `args` and checks what it printed and wrote: every secret masked first, and
-    /// none shown anywhere else.
+    /// Runs `args` once per kubeconfig form and checks what it printed and wrote: every
+    /// secret masked first, and none shown anywhere else. Returns the run with the
+    /// well-formed YAML kubeconfig.
     #[track_caller]
     fn check(&self, args: &[&str]) -> Run {
-        let run = self.run(args);
-        let what = args.join(" ");
+        let mut first = None;
+        for (form, kubeconfig) in kubeconfig_inputs() {
+            let run = self.run(args, &kubeconfig);
+            self.check_run(
+                &run,
+                &format!("{} (kubeconfig input: {form})", args.join(" ")),
+            );
+            first.get_or_insert(run);
+        }
+        first.expect("at least one form")
+    }
+
+    #[track_caller]
+    fn check_run(&self, run: &Run, what: &str) {
         let context = format!(
             "`{what}` exited {}\n--- stdout\n{}\n--- stderr\n{}",
             run.code, run.stdout, run.stderr
         );
+        assert!(!run.stderr.contains("panicked"), "{context}");
         let masks: Vec<&str> = run
             .stdout
             .lines()
@@ -112,13 +153,12 @@ impl Runner {
             .collect();
         for secret in SECRETS {
             assert!(
-                masks.contains(&format!("::add-mask::{secret}").as_str()),
+                masks.iter().any(|mask| mask.contains(secret)),
                 "{secret} is not masked before the first other line\n{context}"
             );
         }
-        // A later mask may only repeat one from the top (the kube client masks the
-        // kubeconfig's token again when it loads it): anything new would mean output was
-        // printed before that secret was masked.
+        // A later mask may only repeat one from the top: anything new would mean output
+        // was printed before that secret was masked.
         let late_new_mask = run
             .stdout
             .lines()
@@ -149,7 +189,6 @@ impl Runner {
                 );
             }
         }
-        run
     }
 }
 
