@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 
+use crate::cli::flags::RegistryFlags;
 use crate::cli::requests::{check_digest_components, settings};
 use crate::cli::{
     BuildArgs, Cli, Command, DeployArgs, ImageCommand, OutputFormat, PlanArgs, PromoteArgs,
     PruneArgs, RetagArgs, RollbackArgs, RunArgs, TagsArgs,
 };
-use crate::cli::flags::RegistryFlags;
 use crate::config::context::{ContextSources, RunContext};
 use crate::error::{InputError, RunFailed};
 use crate::execute::report::RunReport;

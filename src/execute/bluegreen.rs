@@ -19,10 +19,10 @@ use tracing::{info, warn};
 use super::Done;
 use crate::config::pipeline::HttpCheck;
 use crate::error::InputError;
-use crate::kube::checks;
 use crate::kube::color::{Color, Layout, live_color};
 use crate::kube::render::Rendered;
 use crate::kube::traffic::{self, SWITCH_MANAGER};
+use crate::kube::{checks, watch};
 
 /// Annotation on a previous color's Deployments: when it may be scaled down (RFC 3339).
 pub const SCALE_DOWN_AFTER: &str = "jisu.dev/scale-down-after";
@@ -36,6 +36,9 @@ pub struct BlueGreen {
     live: Option<Option<Color>>,
     /// The switch made: namespace, from, to.
     switched: Option<(String, Option<Color>, Color)>,
+    /// This job applied the idle color (a deploy); without it, a switch is a rollback to
+    /// the color kept from the previous deploy.
+    pub applied_idle: bool,
 }
 
 /// The switched traffic did not hold up; it was switched back (or could not be).
@@ -140,9 +143,29 @@ impl BlueGreen {
         Ok(())
     }
 
-    /// Points every routed Service at the idle color, never at one without ready Pods.
-    pub async fn switch(&mut self, kube: &kube::Client, namespace: &str) -> anyhow::Result<Done> {
+    /// Points every routed Service at the idle color, never at one without ready Pods. In
+    /// a rollback (nothing applied by this job) the idle color is the previous one: it must
+    /// exist, and if it was scaled down it is scaled back up to the live color's size and
+    /// waited for (`server` and `timeout` are for that wait) before any traffic moves.
+    pub async fn switch(
+        &mut self,
+        kube: &kube::Client,
+        server: &str,
+        namespace: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Done> {
         let (from, to) = (self.live()?, self.idle()?);
+        if !self.applied_idle {
+            let live = from.ok_or_else(|| {
+                InputError::new(
+                    format!("namespace {namespace}"),
+                    None,
+                    "no color is live yet: there is nothing to roll back to",
+                )
+            })?;
+            self.warm_up(kube, server, namespace, live, to, timeout)
+                .await?;
+        }
         let switched =
             traffic::switch(kube, namespace, &self.layout.routed, from, Some(to)).await?;
         self.switched = Some((namespace.to_owned(), from, to));
@@ -159,6 +182,53 @@ impl BlueGreen {
                 switched.window.as_millis().to_string(),
             ),
         ])))
+    }
+
+    /// Makes `target` ready to take traffic from `live` again: each of its Deployments must
+    /// exist; one scaled to zero is sized like the live one and waited for.
+    async fn warm_up(
+        &self,
+        kube: &kube::Client,
+        server: &str,
+        namespace: &str,
+        live: Color,
+        target: Color,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let api: Api<Deployment> = Api::namespaced(kube.clone(), namespace);
+        let mut scaled = Vec::new();
+        for base in &self.layout.workloads {
+            let name = target.name(base);
+            let Some(previous) = api.get_opt(&name).await? else {
+                return Err(InputError::new(
+                    format!("namespace {namespace}"),
+                    None,
+                    format!("there is no previous color to roll back to: Deployment `{name}` does not exist"),
+                )
+                .into());
+            };
+            if previous.spec.and_then(|s| s.replicas) == Some(0) {
+                let size = api
+                    .get_opt(&live.name(base))
+                    .await?
+                    .and_then(|d| d.spec?.replicas)
+                    .unwrap_or(1)
+                    .max(1);
+                let patch = json!({"spec": {"replicas": size}});
+                api.patch(
+                    &name,
+                    &PatchParams::apply(SWITCH_MANAGER),
+                    &Patch::Merge(&patch),
+                )
+                .await?;
+                scaled.push(name);
+            }
+        }
+        if !scaled.is_empty() {
+            info!(deployments = %scaled.join(", "), "scaled the previous color back up");
+            watch::wait_for_rollouts(kube, server, namespace, &scaled, timeout).await?;
+        }
+        Ok(())
     }
 
     /// Watches the new color for `watch_for`: every routed Service keeps ready Pods, and the

@@ -190,6 +190,9 @@ impl DeployState {
                     ("objects".to_owned(), objects.len().to_string()),
                     ("namespace".to_owned(), namespace),
                 ]);
+                if colored && !context.preview {
+                    self.blue_green.applied_idle = true;
+                }
                 self.applied.push((objects, report));
                 Ok(Done::Ran(outputs))
             }
@@ -226,7 +229,15 @@ impl DeployState {
                 checks::require_http_checks(base_url, checks, options.check_interval).await?;
                 Ok(Done::ran_with("environment_url", base_url.clone()))
             }
-            Action::ReadLiveColor { namespace, .. } => {
+            Action::ReadLiveColor {
+                namespace,
+                services,
+            } => {
+                if self.blue_green.layout.routed.is_empty() {
+                    // A job that applies nothing (a rollback) takes the plan's names.
+                    self.blue_green.layout.routed = services.clone();
+                    self.blue_green.layout.workloads = services.clone();
+                }
                 let kube = self.client(context).await?;
                 self.blue_green.read_live(&kube, namespace).await
             }
@@ -239,7 +250,10 @@ impl DeployState {
                     )));
                 }
                 let kube = self.client(context).await?;
-                self.blue_green.switch(&kube, namespace).await
+                let timeout = options.rollout_timeout.unwrap_or(DEFAULT_WARM_UP);
+                self.blue_green
+                    .switch(&kube, &self.server, namespace, timeout)
+                    .await
             }
             Action::VerifyAfterSwitch {
                 base_url,
@@ -291,6 +305,10 @@ impl DeployState {
         Ok(connected)
     }
 }
+
+/// How long a rollback waits for a scaled-down previous color to be ready again, unless
+/// `--timeout` says otherwise.
+const DEFAULT_WARM_UP: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// A duration the plan carries, checked before anything runs.
 fn duration(step: &Step, field: &str, text: &str) -> Result<HumanDuration, InputError> {

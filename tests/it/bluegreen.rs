@@ -97,23 +97,35 @@ environments:
     }
 
     async fn deploy(&self, config: &Path, images: &[String]) -> Run {
-        let mut args: Vec<String> = [
-            "deploy",
-            "--config",
-            config.to_str().unwrap(),
-            "--environment",
-            "production",
-            "--sha",
-            SHA,
-            "--kubeconfig",
-            self.kubeconfig.to_str().unwrap(),
-            "--check-interval",
-            "100ms",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
+        let mut args: Vec<String> = ["deploy", "--sha", SHA]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
         args.extend_from_slice(images);
+        self.jisu(config, args).await
+    }
+
+    async fn rollback(&self, config: &Path) -> Run {
+        self.jisu(config, vec!["rollback".to_owned()]).await
+    }
+
+    /// The binary with `args`, the production environment, the kubeconfig and a short
+    /// check interval.
+    async fn jisu(&self, config: &Path, mut args: Vec<String>) -> Run {
+        args.extend(
+            [
+                "--config",
+                config.to_str().unwrap(),
+                "--environment",
+                "production",
+                "--kubeconfig",
+                self.kubeconfig.to_str().unwrap(),
+                "--check-interval",
+                "100ms",
+            ]
+            .iter()
+            .map(|s| (*s).to_owned()),
+        );
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_jisu-deploy"));
         command
             .env_clear()
@@ -334,4 +346,61 @@ async fn services_that_disagree_stop_the_deploy_before_anything_changes() {
         bed.deployment("backend-green").await.is_none(),
         "nothing was applied"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_returns_to_the_previous_color_warm_or_scaled_down() {
+    let bed = bed().await;
+    let (url, _) = crate::deploy::http_server(200).await;
+    let config = bed.pipeline(&url, &url);
+    assert_code(
+        &bed.deploy(&config, &images(0x10, "ghcr.io/jisu/platform"))
+            .await,
+        0,
+    );
+    // Only one color exists: nothing to roll back to, nothing changed.
+    let nothing = bed.rollback(&config).await;
+    assert_code(&nothing, 2);
+    assert!(
+        nothing.stderr.contains("no previous color"),
+        "{}",
+        nothing.stderr
+    );
+    assert_eq!(bed.routing().await, all_on("blue"));
+
+    assert_code(
+        &bed.deploy(&config, &images(0x20, "ghcr.io/jisu/platform"))
+            .await,
+        0,
+    );
+    assert_eq!(bed.routing().await, all_on("green"));
+    let started = std::time::Instant::now();
+    let warm = bed.rollback(&config).await;
+    let took = started.elapsed();
+    assert_code(&warm, 0);
+    assert_eq!(bed.routing().await, all_on("blue"));
+    println!("rollback while warm (process start included): {took:?}");
+
+    // Green is now the previous color; scale it down as a cleanup would.
+    let deployments: Api<Deployment> = Api::namespaced(bed.client.clone(), NS);
+    for name in ["backend-green", "frontend-green"] {
+        deployments
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"replicas": 0}})),
+            )
+            .await
+            .unwrap();
+    }
+    let cold = bed.rollback(&config).await;
+    assert_code(&cold, 0);
+    assert!(
+        cold.stderr.contains("scaled the previous color back up"),
+        "{}",
+        cold.stderr
+    );
+    assert_eq!(bed.routing().await, all_on("green"));
+    let green = bed.deployment("backend-green").await.unwrap();
+    assert!(green.spec.unwrap().replicas.unwrap_or(0) > 0);
 }
