@@ -14,22 +14,22 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::{Run, repo_root};
 
-const NS: &str = "jisu-staging";
-const SHA: &str = "3f2c1e0d9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e";
+pub(crate) const NS: &str = "jisu-staging";
+pub(crate) const SHA: &str = "3f2c1e0d9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e";
 const FRONTEND: &str =
     "ghcr.io/jisu/platform@sha256:1111111111111111111111111111111111111111111111111111111111111111";
 const BACKEND: &str =
     "ghcr.io/jisu/platform@sha256:2222222222222222222222222222222222222222222222222222222222222222";
 
 /// A simulated cluster with the staging namespace, a kubeconfig for it, and a temp dir.
-struct Cluster {
-    sim: KubeSim,
-    dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-    client: kube::Client,
+pub(crate) struct Cluster {
+    pub(crate) sim: KubeSim,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) kubeconfig: PathBuf,
+    pub(crate) client: kube::Client,
 }
 
-async fn cluster(options: SimOptions) -> Cluster {
+pub(crate) async fn cluster(options: SimOptions) -> Cluster {
     jisu_deploy::tls::ensure_provider();
     let sim = KubeSim::start(options).await.expect("kube-sim starts");
     let dir = tempfile::tempdir().unwrap();
@@ -52,7 +52,7 @@ async fn cluster(options: SimOptions) -> Cluster {
 
 impl Cluster {
     /// A pipeline file like the example's, with staging pointed at `url` and `manifests`.
-    fn pipeline(&self, url: &str, manifests: &str, staging_extra: &str) -> PathBuf {
+    pub(crate) fn pipeline(&self, url: &str, manifests: &str, staging_extra: &str) -> PathBuf {
         let path = self.dir.path().join("pipeline.yml");
         let marker = self.dir.path().join("command-ran");
         let text = format!(
@@ -120,7 +120,7 @@ environments:
 /// The binary under test, copied once per test process. Worktrees that share one target
 /// directory build to the same `target/debug/jisu-deploy` (cargo hashes path packages
 /// relative to the workspace), so another worktree's build can replace it mid-run.
-fn binary() -> &'static Path {
+pub(crate) fn binary() -> &'static Path {
     static COPY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     COPY.get_or_init(|| {
         let worktree = repo_root()
@@ -150,7 +150,7 @@ fn binary() -> &'static Path {
 }
 
 /// The binary, with a clean environment (PATH kept for the environment's command).
-async fn run(args: &[&str], env: &[(&str, &str)]) -> (Run, Duration) {
+pub(crate) async fn run(args: &[&str], env: &[(&str, &str)]) -> (Run, Duration) {
     let mut command = tokio::process::Command::new(binary());
     command
         .env_clear()
@@ -170,7 +170,7 @@ async fn run(args: &[&str], env: &[(&str, &str)]) -> (Run, Duration) {
 
 const UNKNOWN_COMPONENT: &str = "database=ghcr.io/jisu/db@sha256:7777777777777777777777777777777777777777777777777777777777777777";
 
-const IMAGES: [&str; 4] = [
+pub(crate) const IMAGES: [&str; 4] = [
     "--digests",
     "frontend=ghcr.io/jisu/platform@sha256:1111111111111111111111111111111111111111111111111111111111111111",
     "--digests",
@@ -179,7 +179,7 @@ const IMAGES: [&str; 4] = [
 
 /// A tiny HTTP server answering every request with `status`; returns its URL and the
 /// request lines it saw.
-async fn http_server(status: u16) -> (String, Arc<Mutex<Vec<String>>>) {
+pub(crate) async fn http_server(status: u16) -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -210,7 +210,7 @@ async fn http_server(status: u16) -> (String, Arc<Mutex<Vec<String>>>) {
     (url, seen)
 }
 
-fn assert_failed_with(run: &Run, code: i32, needles: &[&str]) {
+pub(crate) fn assert_failed_with(run: &Run, code: i32, needles: &[&str]) {
     assert_eq!(
         run.code, code,
         "stdout:\n{}\nstderr:\n{}",

@@ -6,6 +6,7 @@ mod bad_input;
 mod deploy;
 mod hardening;
 mod images;
+mod lock;
 mod plan_snapshots;
 mod registry;
 mod run;
