@@ -150,7 +150,7 @@ pub(crate) fn binary() -> &'static Path {
 }
 
 /// The binary, with a clean environment (PATH kept for the environment's command).
-async fn run(args: &[&str], env: &[(&str, &str)]) -> (Run, Duration) {
+pub(crate) async fn run(args: &[&str], env: &[(&str, &str)]) -> (Run, Duration) {
     let mut command = tokio::process::Command::new(binary());
     command
         .env_clear()
@@ -179,7 +179,7 @@ pub(crate) const IMAGES: [&str; 4] = [
 
 /// A tiny HTTP server answering every request with `status`; returns its URL and the
 /// request lines it saw.
-async fn http_server(status: u16) -> (String, Arc<Mutex<Vec<String>>>) {
+pub(crate) async fn http_server(status: u16) -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
