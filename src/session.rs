@@ -109,7 +109,8 @@ impl Session {
     /// Runs async work on the session's runtime. A SIGTERM or SIGINT (what a cancelled
     /// workflow sends) stops it: the work is dropped, which stops running child processes
     /// (their whole process group) and removes temporary credential files, and the process
-    /// exits with 128 + the signal number after saying so.
+    /// exits with 128 + the signal number after saying so. Before exiting it runs the
+    /// cleanups still registered in [`crate::cleanup::on_signal`], for up to 5 seconds.
     pub fn block_on<F: Future>(&self, future: F) -> F::Output {
         let stopped_by = self.runtime.block_on(async {
             let mut terminate = listen(SignalKind::terminate());
@@ -124,6 +125,15 @@ impl Session {
         match stopped_by {
             Ok(output) => output,
             Err((name, number)) => {
+                // What must outlive the dropped work (giving back the deploy lock) runs now,
+                // briefly: the runner kills the process soon after a cancellation.
+                const CLEANUP_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+                let cleanups = crate::cleanup::on_signal();
+                if !cleanups.is_empty() {
+                    for said in self.runtime.block_on(cleanups.run_all(CLEANUP_DEADLINE)) {
+                        crate::output::err_line(&crate::output::escape(&said));
+                    }
+                }
                 let message = format!(
                     "stopped by {name} (was the workflow cancelled?): running commands were stopped and temporary credential files removed; steps not yet finished did not complete"
                 );

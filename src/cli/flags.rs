@@ -125,6 +125,11 @@ pub struct DeployFlags {
     /// Pause between attempts of an HTTP check.
     #[arg(long, value_name = "DURATION", value_parser = HumanDuration::parse, default_value = "2s")]
     pub check_interval: HumanDuration,
+
+    /// How long to wait for the environment's deploy lock while another run holds it;
+    /// then the deploy fails naming the holder.
+    #[arg(long, value_name = "DURATION", value_parser = HumanDuration::parse, default_value = "10m")]
+    pub lock_timeout: HumanDuration,
 }
 
 /// Where versions are listed and deleted.

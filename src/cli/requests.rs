@@ -94,6 +94,7 @@ impl From<&DeployFlags> for DeployOptions {
             prune: flags.prune,
             rollout_timeout: flags.timeout.map(|t| t.0),
             check_interval: flags.check_interval.0,
+            lock_timeout: Some(flags.lock_timeout.0),
         }
     }
 }

@@ -287,7 +287,10 @@ impl DeployState {
     }
 
     /// The cluster client, connected on first use so runs without deploy steps need none.
-    async fn client(&mut self, context: &RunContext<'_>) -> anyhow::Result<kube::Client> {
+    pub(crate) async fn client(
+        &mut self,
+        context: &RunContext<'_>,
+    ) -> anyhow::Result<kube::Client> {
         if let Some(client) = &self.kube {
             return Ok(client.clone());
         }

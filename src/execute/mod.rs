@@ -11,6 +11,7 @@
 pub mod bluegreen;
 pub mod deploy;
 pub mod images;
+pub mod locks;
 pub mod report;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -39,7 +40,12 @@ pub struct DeployOptions {
     pub rollout_timeout: Option<Duration>,
     /// Pause between attempts of an HTTP check.
     pub check_interval: Duration,
+    /// How long a `lock` step waits for another run's deploy lock (default: 10 minutes).
+    pub lock_timeout: Option<Duration>,
 }
+
+/// How long a `lock` step waits for another run's lock when `--lock-timeout` is not given.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Everything about how steps run that the plan does not say.
 #[derive(Debug, Clone, Default)]
@@ -86,6 +92,8 @@ pub struct Executor<'s> {
     deploy: deploy::DeployState,
     /// What the image steps did, for the commands that print it.
     pub images: images::ImageResults,
+    /// The deploy locks held.
+    locks: locks::Locks,
 }
 
 impl<'s> Executor<'s> {
@@ -98,6 +106,7 @@ impl<'s> Executor<'s> {
             digests: BTreeMap::new(),
             deploy: deploy::DeployState::default(),
             images: images::ImageResults::default(),
+            locks: locks::Locks::default(),
         }
     }
 
@@ -278,7 +287,21 @@ impl<'s> Executor<'s> {
             info!("step `{}/{}`: {}", job.id, step.id, step.decision.reason);
             report.started = Some(now());
             let step_started = Instant::now();
-            let outcome = self.run_step(plan, job, index, step).await;
+            let outcome = if step.when == When::OnSuccess && !self.locks.is_empty() {
+                // A lost lock fails the step running when it is lost, and every later one.
+                match self.locks.lost_now() {
+                    Some(lost) => Err(lost.into()),
+                    None => {
+                        let lost = self.locks.lost();
+                        tokio::select! {
+                            outcome = self.run_step(plan, job, index, step) => outcome,
+                            lost = lost => Err(lost.into()),
+                        }
+                    }
+                }
+            } else {
+                self.run_step(plan, job, index, step).await
+            };
             let elapsed = step_started.elapsed();
             report.duration_ms = Some(millis(elapsed));
             let took = report::human_millis(millis(elapsed));
@@ -303,6 +326,8 @@ impl<'s> Executor<'s> {
             self.session.runner.end_group();
             steps.push(report);
         }
+        // A lock the job's own `unlock` did not give back (it did not run) goes back now.
+        self.locks.release_all().await;
         JobReport {
             id: job.id.clone(),
             environment: job.environment.clone(),
@@ -407,10 +432,37 @@ impl<'s> Executor<'s> {
                     .run(&context, (job.id.clone(), index), step)
                     .await
             }
-            Action::AcquireLock { .. } | Action::ReleaseLock { .. } => Ok(Done::Skipped(
-                "the deploy lock (a Lease) is not implemented in this version; nothing was locked"
-                    .to_owned(),
-            )),
+            Action::AcquireLock { namespace, lease } => {
+                let context = deploy::RunContext {
+                    session: self.session,
+                    settings: &self.settings,
+                    digests: &self.digests,
+                    preview: self.preview,
+                };
+                let client = self.deploy.client(&context).await?;
+                let settings = crate::kube::lock::LockSettings {
+                    wait: self
+                        .settings
+                        .deploy
+                        .lock_timeout
+                        .unwrap_or(DEFAULT_LOCK_TIMEOUT),
+                    ..crate::kube::lock::LockSettings::default()
+                };
+                let identity =
+                    crate::kube::lock::Identity::of_this_process(&|name| self.session.env(name));
+                self.locks
+                    .acquire(
+                        &client,
+                        (namespace, lease),
+                        identity,
+                        &settings,
+                        self.preview,
+                    )
+                    .await
+            }
+            Action::ReleaseLock { namespace, lease } => {
+                self.locks.release((namespace, lease), self.preview).await
+            }
             Action::RecordDeployment { .. } => Ok(Done::Skipped(
                 "GitHub deployment records are not implemented in this version; nothing was recorded"
                     .to_owned(),

@@ -10,6 +10,7 @@ use crate::error::InputError;
 use crate::images::promote::PromoteError;
 use crate::kube::apply::ApplyError;
 use crate::kube::checks::ChecksFailed;
+use crate::kube::lock::LockError;
 use crate::kube::watch::RolloutError;
 use crate::oci::RegistryError;
 use crate::process::ProcessError;
@@ -48,6 +49,8 @@ pub enum FailureKind {
     ApplyRejected,
     /// A registry request failed or an image is missing.
     Registry,
+    /// The deploy lock was held by another run for the whole wait, or was lost.
+    Lock,
     /// Something the user gave was wrong.
     Input,
     /// Anything else (network, cluster unreachable, ...).
@@ -75,6 +78,12 @@ impl FailureKind {
             }
             if cause.is::<RegistryError>() || cause.is::<PromoteError>() {
                 return FailureKind::Registry;
+            }
+            if let Some(lock) = cause.downcast_ref::<LockError>() {
+                return match lock {
+                    LockError::Held { .. } | LockError::Lost { .. } => FailureKind::Lock,
+                    LockError::Api { .. } => FailureKind::Other,
+                };
             }
             if cause.is::<InputError>() {
                 return FailureKind::Input;

@@ -2,8 +2,8 @@
 //! rollouts, run the environment's checks. The executor's deploy steps
 //! ([`crate::execute::deploy`]) put these together.
 //!
-//! Pure decisions (`render`, `rollout`, `diff`) sit beside the I/O that uses them (`apply`,
-//! `watch`, `checks`, `client`).
+//! Pure decisions (`render`, `rollout`, `diff`, `lock::decide`) sit beside the I/O that uses
+//! them (`apply`, `watch`, `checks`, `client`, `lock`).
 
 pub mod apply;
 pub mod checks;
@@ -11,6 +11,7 @@ pub mod client;
 pub mod color;
 pub mod deployed;
 pub mod diff;
+pub mod lock;
 pub mod render;
 pub mod retry;
 pub mod rollout;

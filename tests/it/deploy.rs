@@ -150,7 +150,7 @@ pub(crate) fn binary() -> &'static Path {
 }
 
 /// The binary, with a clean environment (PATH kept for the environment's command).
-async fn run(args: &[&str], env: &[(&str, &str)]) -> (Run, Duration) {
+pub(crate) async fn run(args: &[&str], env: &[(&str, &str)]) -> (Run, Duration) {
     let mut command = tokio::process::Command::new(binary());
     command
         .env_clear()

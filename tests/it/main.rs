@@ -8,6 +8,7 @@ mod deploy;
 mod hardening;
 mod images;
 mod kubeconfig;
+mod lock;
 mod plan_snapshots;
 mod registry;
 mod run;
