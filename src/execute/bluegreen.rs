@@ -19,7 +19,7 @@ use tracing::{info, warn};
 use super::Done;
 use crate::config::pipeline::HttpCheck;
 use crate::error::InputError;
-use crate::kube::color::{Color, Layout, live_color};
+use crate::kube::color::{Color, Layout, interrupted_switch, live_color};
 use crate::kube::render::Rendered;
 use crate::kube::traffic::{self, SWITCH_MANAGER};
 use crate::kube::{checks, watch};
@@ -79,10 +79,32 @@ impl BlueGreen {
         kube: &kube::Client,
         namespace: &str,
     ) -> anyhow::Result<Done> {
-        let (colors, _) = traffic::read_colors(kube, namespace, &self.layout.routed).await?;
-        let live = live_color(&colors).map_err(|error| {
-            InputError::new(format!("namespace {namespace}"), None, error.to_string())
-        })?;
+        let (colors, marks) = traffic::read_colors(kube, namespace, &self.layout.routed).await?;
+        let live = match live_color(&colors) {
+            Ok(live) => live,
+            Err(error) => match interrupted_switch(&colors, &marks) {
+                // A run was killed halfway through a switch: its verification never
+                // passed, so the Services it moved go back.
+                Some((back_to, moved)) => {
+                    let moved_to = moved.first().and_then(|s| colors.get(s).copied().flatten());
+                    warn!(
+                        services = %moved.join(", "),
+                        back_to = %describe(back_to),
+                        "an earlier run was stopped halfway through a switch; moving its Services back"
+                    );
+                    traffic::switch(kube, namespace, &moved, moved_to, back_to).await?;
+                    back_to
+                }
+                None => {
+                    return Err(InputError::new(
+                        format!("namespace {namespace}"),
+                        None,
+                        error.to_string(),
+                    )
+                    .into());
+                }
+            },
+        };
         self.live = Some(live);
         let idle = self.idle()?;
         info!(live = %describe(live), idle = %idle, "live color");

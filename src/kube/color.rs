@@ -275,6 +275,74 @@ fn remove_label(object: &mut Value, pointer: &str) {
     }
 }
 
+/// A switch as recorded on a Service it moved: from, to, and which switch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwitchMark {
+    /// The color traffic left (`None`: the un-colored selector).
+    pub from: Option<Color>,
+    /// The color traffic went to.
+    pub to: Option<Color>,
+    /// Tells one switch from another.
+    pub id: String,
+}
+
+impl SwitchMark {
+    /// Reads `<from>-><to>@<id>` (`none` for no color).
+    pub fn parse(text: &str) -> Option<SwitchMark> {
+        let (colors, id) = text.split_once('@')?;
+        let (from, to) = colors.split_once("->")?;
+        let color = |c: &str| match c {
+            "none" => Some(None),
+            other => Color::parse(other).map(Some),
+        };
+        Some(SwitchMark {
+            from: color(from)?,
+            to: color(to)?,
+            id: id.to_owned(),
+        })
+    }
+}
+
+impl std::fmt::Display for SwitchMark {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = |c: Option<Color>| c.map_or("none", Color::as_str);
+        write!(f, "{}->{}@{}", name(self.from), name(self.to), self.id)
+    }
+}
+
+/// The switch mark of each routed Service that has one.
+pub type SwitchMarks = BTreeMap<String, SwitchMark>;
+
+/// A switch a killed run left halfway: the color the unmoved Services still select (where
+/// traffic goes back to) and the Services it moved (all carrying its mark and selecting
+/// its target). `None` when the disagreement is anything else (a hand edit, a stale mark).
+pub fn interrupted_switch(
+    colors: &ServiceColors,
+    marks: &SwitchMarks,
+) -> Option<(Option<Color>, Vec<String>)> {
+    // The latest switch any Service records (ids start with the time in milliseconds).
+    let order = |m: &SwitchMark| {
+        let time = m.id.split('-').next().and_then(|t| t.parse::<i64>().ok());
+        (time, m.id.clone())
+    };
+    let latest = marks.values().max_by_key(|m| order(m))?;
+    let moved: Vec<String> = colors
+        .iter()
+        .filter(|(service, color)| {
+            marks.get(*service).is_some_and(|m| m.id == latest.id) && **color == latest.to
+        })
+        .map(|(service, _)| service.clone())
+        .collect();
+    let rest_stayed = colors
+        .iter()
+        .filter(|(service, _)| !moved.contains(service))
+        .all(|(service, color)| {
+            *color == latest.from && marks.get(service).is_none_or(|m| m.id != latest.id)
+        });
+    let halfway = !moved.is_empty() && moved.len() < colors.len() && latest.from != latest.to;
+    (halfway && rest_stayed).then(|| (latest.from, moved))
+}
+
 /// The color each routed Service selects (`None`: it selects no color yet).
 pub type ServiceColors = BTreeMap<String, Option<Color>>;
 
@@ -480,6 +548,46 @@ mod tests {
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(problems[0].message.contains("labels on its pod template"));
         assert!(problems[1].message.contains("-blue or -green"));
+    }
+
+    #[test]
+    fn a_switch_left_halfway_is_told_from_a_hand_edit() {
+        let colors = |list: &[(&str, Option<Color>)]| -> ServiceColors {
+            list.iter().map(|(s, c)| ((*s).to_owned(), *c)).collect()
+        };
+        let mark = |text: &str| SwitchMark::parse(text).unwrap();
+        assert_eq!(mark("blue->green@7").to_string(), "blue->green@7");
+        assert_eq!(mark("none->blue@1").from, None);
+        assert_eq!(SwitchMark::parse("blue->red@1"), None);
+        let (b, g) = (Some(Color::Blue), Some(Color::Green));
+        // a moved to green by switch 7, b not yet: undo a, back to blue.
+        let marks: SwitchMarks = [("a".to_owned(), mark("blue->green@7"))].into();
+        assert_eq!(
+            interrupted_switch(&colors(&[("a", g), ("b", b)]), &marks),
+            Some((b, vec!["a".to_owned()]))
+        );
+        // An older switch's mark on b is no obstacle.
+        let marks: SwitchMarks = [
+            ("a".to_owned(), mark("blue->green@7")),
+            ("b".to_owned(), mark("green->blue@3")),
+        ]
+        .into();
+        assert_eq!(
+            interrupted_switch(&colors(&[("a", g), ("b", b)]), &marks),
+            Some((b, vec!["a".to_owned()]))
+        );
+        // Both marked by switch 7, b patched back by hand: not a switch left halfway.
+        let marks: SwitchMarks = [
+            ("a".to_owned(), mark("blue->green@7")),
+            ("b".to_owned(), mark("blue->green@7")),
+        ]
+        .into();
+        assert_eq!(interrupted_switch(&colors(&[("a", g), ("b", b)]), &marks), None);
+        // No mark at all: a hand edit.
+        assert_eq!(
+            interrupted_switch(&colors(&[("a", g), ("b", b)]), &SwitchMarks::new()),
+            None
+        );
     }
 
     #[test]

@@ -11,7 +11,11 @@ use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::json;
 
-use super::color::{COLOR_LABEL, Color, ServiceColors, selected_color};
+use super::color::{COLOR_LABEL, Color, ServiceColors, SwitchMark, SwitchMarks, selected_color};
+
+/// Annotation each switch leaves on the Services it moves: `<from>-><to>@<switch id>`, so a
+/// run killed halfway through a switch can be recognised and undone by the next one.
+pub const SWITCH_MARK: &str = "jisu.dev/switch";
 
 /// Field manager of the selector patches (kept apart from the apply manager, so a later
 /// apply never fights over the color key).
@@ -74,15 +78,15 @@ fn label(color: Option<Color>) -> String {
 }
 
 /// The color each routed Service selects (`None` for a Service that selects no color, or
-/// does not exist yet), with the `resourceVersion` read.
+/// does not exist yet), and the switch mark each carries ([`SWITCH_MARK`]).
 pub async fn read_colors(
     client: &kube::Client,
     namespace: &str,
     services: &[String],
-) -> anyhow::Result<(ServiceColors, BTreeMap<String, String>)> {
+) -> anyhow::Result<(ServiceColors, SwitchMarks)> {
     let api: Api<Service> = Api::namespaced(client.clone(), namespace);
     let mut colors = ServiceColors::new();
-    let mut versions = BTreeMap::new();
+    let mut marks = SwitchMarks::new();
     for name in services {
         let Some(service) = api
             .get_opt(name)
@@ -97,12 +101,17 @@ pub async fn read_colors(
         };
         let value = serde_json::to_value(&service)?;
         colors.insert(name.clone(), selected_color(name, &value)?);
-        versions.insert(
-            name.clone(),
-            service.metadata.resource_version.unwrap_or_default(),
-        );
+        let mark = service
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(SWITCH_MARK))
+            .and_then(|m| SwitchMark::parse(m));
+        if let Some(mark) = mark {
+            marks.insert(name.clone(), mark);
+        }
     }
-    Ok((colors, versions))
+    Ok((colors, marks))
 }
 
 /// The Pods `service` would select with its color key set to `color`, and how many are
@@ -178,6 +187,12 @@ pub async fn switch(
         }
         current.push(service);
     }
+    let mark = SwitchMark {
+        from,
+        to,
+        id: switch_id(),
+    }
+    .to_string();
     let started = Instant::now();
     let mut moved: Vec<String> = Vec::new();
     for service in &current {
@@ -200,7 +215,11 @@ pub async fn switch(
             .resource_version
             .clone()
             .unwrap_or_default();
-        if let Err(source) = patch_color(&api, &name, to, Some(&version)).await {
+        let guard = Guard {
+            version: &version,
+            mark: &mark,
+        };
+        if let Err(source) = patch_color(&api, &name, to, Some(guard)).await {
             let undone = undo(&api, &moved, from).await;
             return Err(match source {
                 kube::Error::Api(ref status) if status.code == 409 => SwitchError::Changed {
@@ -223,17 +242,27 @@ pub async fn switch(
     })
 }
 
-/// A merge patch of the color key alone (`null` removes it), with an optional
-/// `resourceVersion` precondition.
+/// What a guarded patch carries besides the color: the `resourceVersion` it expects and
+/// the switch mark it leaves.
+struct Guard<'a> {
+    version: &'a str,
+    mark: &'a str,
+}
+
+/// A merge patch of the color key alone (`null` removes it); guarded, it also expects the
+/// `resourceVersion` read and leaves the switch mark.
 async fn patch_color(
     api: &Api<Service>,
     name: &str,
     color: Option<Color>,
-    version: Option<&str>,
+    guard: Option<Guard<'_>>,
 ) -> Result<Service, kube::Error> {
     let mut patch = json!({"spec": {"selector": {COLOR_LABEL: color.map(Color::as_str)}}});
-    if let Some(version) = version {
-        patch["metadata"] = json!({"resourceVersion": version});
+    if let Some(guard) = guard {
+        patch["metadata"] = json!({
+            "resourceVersion": guard.version,
+            "annotations": {SWITCH_MARK: guard.mark},
+        });
     }
     api.patch(
         name,
@@ -241,6 +270,15 @@ async fn patch_color(
         &Patch::Merge(&patch),
     )
     .await
+}
+
+/// An id telling one switch from another: the time and this process.
+fn switch_id() -> String {
+    format!(
+        "{}-{}",
+        jiff::Timestamp::now().as_millisecond(),
+        std::process::id()
+    )
 }
 
 /// Puts `moved` back on `from`, unguarded: they were ours a moment ago. Returns the ones
