@@ -130,6 +130,11 @@ pub struct DeployFlags {
     /// then the deploy fails naming the holder.
     #[arg(long, value_name = "DURATION", value_parser = HumanDuration::parse, default_value = "10m")]
     pub lock_timeout: HumanDuration,
+
+    /// How long the deploy lock stays claimed without renewal (it is renewed every third of
+    /// this while held): a run that was killed blocks the next one at most this long.
+    #[arg(long, value_name = "DURATION", value_parser = HumanDuration::parse, default_value = "60s")]
+    pub lock_lease: HumanDuration,
 }
 
 /// Where versions are listed and deleted.

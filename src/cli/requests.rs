@@ -95,6 +95,7 @@ impl From<&DeployFlags> for DeployOptions {
             rollout_timeout: flags.timeout.map(|t| t.0),
             check_interval: flags.check_interval.0,
             lock_timeout: Some(flags.lock_timeout.0),
+            lock_lease: Some(flags.lock_lease.0),
         }
     }
 }

@@ -42,6 +42,8 @@ pub struct DeployOptions {
     pub check_interval: Duration,
     /// How long a `lock` step waits for another run's deploy lock (default: 10 minutes).
     pub lock_timeout: Option<Duration>,
+    /// How long the lock stays claimed without renewal [default: 60 s].
+    pub lock_lease: Option<Duration>,
 }
 
 /// How long a `lock` step waits for another run's lock when `--lock-timeout` is not given.
@@ -440,13 +442,21 @@ impl<'s> Executor<'s> {
                     preview: self.preview,
                 };
                 let client = self.deploy.client(&context).await?;
+                let defaults = crate::kube::lock::LockSettings::default();
+                let claim = self
+                    .settings
+                    .deploy
+                    .lock_lease
+                    .unwrap_or(defaults.lease_duration);
                 let settings = crate::kube::lock::LockSettings {
                     wait: self
                         .settings
                         .deploy
                         .lock_timeout
                         .unwrap_or(DEFAULT_LOCK_TIMEOUT),
-                    ..crate::kube::lock::LockSettings::default()
+                    lease_duration: claim,
+                    renew_every: claim / 3,
+                    poll: defaults.poll.min(claim / 4),
                 };
                 let identity =
                     crate::kube::lock::Identity::of_this_process(&|name| self.session.env(name));

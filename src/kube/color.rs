@@ -582,7 +582,10 @@ mod tests {
             ("b".to_owned(), mark("blue->green@7")),
         ]
         .into();
-        assert_eq!(interrupted_switch(&colors(&[("a", g), ("b", b)]), &marks), None);
+        assert_eq!(
+            interrupted_switch(&colors(&[("a", g), ("b", b)]), &marks),
+            None
+        );
         // No mark at all: a hand edit.
         assert_eq!(
             interrupted_switch(&colors(&[("a", g), ("b", b)]), &SwitchMarks::new()),

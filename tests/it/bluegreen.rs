@@ -111,7 +111,18 @@ environments:
 
     /// The binary with `args`, the production environment, the kubeconfig and a short
     /// check interval.
-    async fn jisu(&self, config: &Path, mut args: Vec<String>) -> Run {
+    async fn jisu(&self, config: &Path, args: Vec<String>) -> Run {
+        let mut command = self.command(config, args);
+        let output = tokio::time::timeout(Duration::from_secs(120), command.output())
+            .await
+            .expect("deploy finishes within two minutes")
+            .expect("the binary runs");
+        output.into()
+    }
+
+    /// The command line [`Bed::jisu`] runs, not started. A killed run's lock stays claimed
+    /// for `--lock-lease` (2 s here), so the next run waits that long at most.
+    fn command(&self, config: &Path, mut args: Vec<String>) -> tokio::process::Command {
         args.extend(
             [
                 "--config",
@@ -122,6 +133,8 @@ environments:
                 self.kubeconfig.to_str().unwrap(),
                 "--check-interval",
                 "100ms",
+                "--lock-lease",
+                "2s",
             ]
             .iter()
             .map(|s| (*s).to_owned()),
@@ -132,11 +145,7 @@ environments:
             .current_dir(repo_root())
             .args(&args)
             .env("PATH", std::env::var("PATH").unwrap_or_default());
-        let output = tokio::time::timeout(Duration::from_secs(120), command.output())
-            .await
-            .expect("deploy finishes within two minutes")
-            .expect("the binary runs");
-        output.into()
+        command
     }
 
     /// The color each routed Service selects.
@@ -403,4 +412,185 @@ async fn rollback_returns_to_the_previous_color_warm_or_scaled_down() {
     assert_eq!(bed.routing().await, all_on("green"));
     let green = bed.deployment("backend-green").await.unwrap();
     assert!(green.spec.unwrap().replicas.unwrap_or(0) > 0);
+}
+
+/// Every step of a production deploy, in order (the plan's `deploy-production` job).
+const STEPS: [&str; 10] = [
+    "lock",
+    "live-color",
+    "deploy-idle",
+    "wait",
+    "preview-checks",
+    "switch",
+    "verify",
+    "keep-previous",
+    "record",
+    "unlock",
+];
+
+impl Bed {
+    /// Starts a deploy and kills it (SIGKILL) when it logs the start of `step`, or
+    /// `after` that.
+    async fn deploy_killed_at(
+        &self,
+        config: &Path,
+        images: &[String],
+        step: &str,
+        after: Duration,
+    ) {
+        use tokio::io::AsyncBufReadExt as _;
+        let mut args: Vec<String> = vec!["deploy".into(), "--sha".into(), SHA.into()];
+        args.extend_from_slice(images);
+        let mut command = self.command(config, args);
+        command
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true);
+        let mut child = command.spawn().unwrap();
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let marker = format!("step `deploy-production/{step}`");
+        let found = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains(&marker) {
+                    return true;
+                }
+            }
+            false
+        })
+        .await
+        .unwrap_or(false);
+        assert!(found, "the deploy never reached {step}");
+        tokio::time::sleep(after).await;
+        child.start_kill().unwrap();
+        child.wait().await.unwrap();
+    }
+
+    /// All routed Services on one color whose Pods are ready, the lock free, and no
+    /// Deployment besides the two colors of each component.
+    async fn assert_settled(&self, case: &str) {
+        let routing = self.routing().await;
+        let colors: std::collections::BTreeSet<_> = routing.values().cloned().collect();
+        assert_eq!(colors.len(), 1, "{case}: Services disagree: {routing:?}");
+        let color = colors
+            .into_iter()
+            .next()
+            .flatten()
+            .expect("a color is live");
+        for base in ["backend", "frontend"] {
+            let live = self.deployment(&format!("{base}-{color}")).await.unwrap();
+            let ready = live.status.and_then(|s| s.ready_replicas).unwrap_or(0);
+            assert!(ready > 0, "{case}: {base}-{color} has no ready Pod");
+        }
+        let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+            Api::namespaced(self.client.clone(), NS);
+        for lease in leases.list(&Default::default()).await.unwrap() {
+            let holder = lease
+                .spec
+                .and_then(|s| s.holder_identity)
+                .unwrap_or_default();
+            assert!(
+                holder.is_empty(),
+                "{case}: the lock is still held by {holder}"
+            );
+        }
+        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), NS);
+        let names: Vec<String> = deployments
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|d| d.metadata.name)
+            .collect();
+        for name in &names {
+            assert!(
+                [
+                    "backend-blue",
+                    "backend-green",
+                    "frontend-blue",
+                    "frontend-green"
+                ]
+                .contains(&name.as_str()),
+                "{case}: orphaned Deployment {name} in {names:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_at_any_step_is_finished_or_undone_by_the_next_one() {
+    let bed = bed().await;
+    let (url, _) = crate::deploy::http_server(200).await;
+    let config = bed.pipeline(&url, &url);
+    assert_code(
+        &bed.deploy(&config, &images(0x10, "ghcr.io/jisu/platform"))
+            .await,
+        0,
+    );
+    // At every step boundary, then at points inside the long steps.
+    let mut cases: Vec<(&str, Duration)> = STEPS.iter().map(|s| (*s, Duration::ZERO)).collect();
+    cases.extend([
+        ("deploy-idle", Duration::from_millis(30)),
+        ("wait", Duration::from_millis(150)),
+        ("switch", Duration::from_millis(5)),
+        ("verify", Duration::from_millis(300)),
+    ]);
+    for (n, (step, after)) in cases.into_iter().enumerate() {
+        let tag = 0x20 + 2 * u8::try_from(n).unwrap();
+        let images = images(tag, "ghcr.io/jisu/platform");
+        bed.deploy_killed_at(&config, &images, step, after).await;
+        let rerun = bed.deploy(&config, &images).await;
+        let case = format!("killed at {step} (+{after:?})");
+        assert_code(&rerun, 0);
+        bed.assert_settled(&case).await;
+        let live = bed.routing().await["backend"].clone().unwrap();
+        assert!(
+            bed.backend_image(&live)
+                .await
+                .ends_with(&format!("{:02x}", tag + 1).repeat(32)),
+            "{case}: the re-run's images are live"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switch_left_halfway_is_undone_by_the_next_run() {
+    let bed = bed().await;
+    let (url, _) = crate::deploy::http_server(200).await;
+    let config = bed.pipeline(&url, &url);
+    assert_code(
+        &bed.deploy(&config, &images(0x10, "ghcr.io/jisu/platform"))
+            .await,
+        0,
+    );
+    assert_code(
+        &bed.deploy(&config, &images(0x20, "ghcr.io/jisu/platform"))
+            .await,
+        0,
+    );
+    // Green is live; a killed switch back to blue had moved only the backend.
+    let services: Api<Service> = Api::namespaced(bed.client.clone(), NS);
+    services
+        .patch(
+            "backend",
+            &PatchParams::default(),
+            &Patch::Merge(json!({
+                "metadata": {"annotations": {"jisu.dev/switch": "green->blue@99999999999999-1"}},
+                "spec": {"selector": {"color": "blue"}}
+            })),
+        )
+        .await
+        .unwrap();
+    let rerun = bed
+        .deploy(&config, &images(0x30, "ghcr.io/jisu/platform"))
+        .await;
+    assert_code(&rerun, 0);
+    assert!(
+        rerun.stderr.contains("halfway through a switch"),
+        "{}",
+        rerun.stderr
+    );
+    // Undone back to green, then this deploy went to blue.
+    assert_eq!(bed.routing().await, all_on("blue"));
+    assert!(bed.backend_image("blue").await.ends_with(&"31".repeat(32)));
 }
