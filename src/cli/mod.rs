@@ -68,7 +68,7 @@ pub enum Command {
     /// jobs named by --job), each step logged in a group with its duration. Writes the run
     /// report (output `report`) and the job summary. Exit 1 when a step that had to
     /// succeed failed.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Deploy an environment: the plan's `deploy-<env>` job for a push of --sha to the
     /// environment's branch (rolling: server-side apply of its manifests with images
     /// pinned to digests, wait for every rollout, run its checks and command).

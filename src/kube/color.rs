@@ -340,7 +340,7 @@ pub fn interrupted_switch(
             *color == latest.from && marks.get(service).is_none_or(|m| m.id != latest.id)
         });
     let halfway = !moved.is_empty() && moved.len() < colors.len() && latest.from != latest.to;
-    (halfway && rest_stayed).then(|| (latest.from, moved))
+    (halfway && rest_stayed).then_some((latest.from, moved))
 }
 
 /// The color each routed Service selects (`None`: it selects no color yet).
