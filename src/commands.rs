@@ -11,7 +11,7 @@ use crate::cli::flags::RegistryFlags;
 use crate::cli::requests::{check_digest_components, settings};
 use crate::cli::{
     BuildArgs, Cli, Command, DeployArgs, ImageCommand, OutputFormat, PlanArgs, PromoteArgs,
-    PruneArgs, RetagArgs, RollbackArgs, RunArgs, TagsArgs,
+    PruneArgs, RetagArgs, RollbackArgs, RunArgs, StatusArgs, TagsArgs,
 };
 use crate::config::context::{ContextSources, RunContext};
 use crate::error::{InputError, RunFailed};
@@ -32,6 +32,7 @@ pub fn run(cli: &Cli, runner: Runner) -> Result<()> {
         Command::Run(args) => args.cluster.kubeconfig.as_deref(),
         Command::Deploy(args) => args.cluster.kubeconfig.as_deref(),
         Command::Rollback(args) => args.cluster.kubeconfig.as_deref(),
+        Command::Status(args) => args.cluster.kubeconfig.as_deref(),
         Command::Image(ImageCommand::Prune(args)) => args.cluster.kubeconfig.as_deref(),
         _ => None,
     };
@@ -42,6 +43,7 @@ pub fn run(cli: &Cli, runner: Runner) -> Result<()> {
         Command::Deploy(args) => deploy(&session, args),
         Command::Promote(args) => promote(&session, args),
         Command::Rollback(args) => rollback(&session, args),
+        Command::Status(args) => status(&session, args),
         Command::Image(ImageCommand::Tags(args)) => image_tags(&session, args),
         Command::Image(ImageCommand::Retag(args)) => image_retag(&session, args),
         Command::Image(ImageCommand::Build(args)) => image_build(&session, args),
@@ -213,22 +215,29 @@ fn the_job(plan: &Plan, id: &str, what: &str) -> Result<(), InputError> {
     }
 }
 
-fn deploy(session: &Session, args: &DeployArgs) -> Result<()> {
+/// The environment `name` of the pipeline file; an unknown one is named with the known.
+fn environment<'s>(
+    session: &'s Session,
+    name: &str,
+) -> Result<&'s crate::config::pipeline::Environment, InputError> {
     let pipeline = session.pipeline()?;
-    let Some(env) = pipeline.environments.get(&args.environment) else {
+    pipeline.environments.get(name).ok_or_else(|| {
         let known: Vec<&str> = pipeline.environments.keys().map(String::as_str).collect();
-        return Err(InputError::new(
+        InputError::new(
             "--environment",
             None,
             format!(
-                "no environment `{}` in {}; it defines: {}",
-                args.environment,
+                "no environment `{name}` in {}; it defines: {}",
                 session.config_source(),
                 known.join(", ")
             ),
         )
-        .into());
-    };
+    })
+}
+
+fn deploy(session: &Session, args: &DeployArgs) -> Result<()> {
+    let pipeline = session.pipeline()?;
+    let env = environment(session, &args.environment)?;
     let sha = args
         .sha
         .clone()
@@ -354,6 +363,35 @@ fn rollback(session: &Session, args: &RollbackArgs) -> Result<()> {
         .runner
         .set_outputs(&[("environment", args.environment.clone())])?;
     finish(session, &report)
+}
+
+fn status(session: &Session, args: &StatusArgs) -> Result<()> {
+    let pipeline = session.pipeline()?;
+    let env = environment(session, &args.environment)?;
+    let request = crate::kube::status::StatusRequest {
+        environment: args.environment.clone(),
+        namespace: env.namespace.clone(),
+        blue_green: env.strategy == crate::config::pipeline::Strategy::BlueGreen,
+        workloads: pipeline
+            .components
+            .iter()
+            .map(|(name, c)| c.workload_name(name).to_owned())
+            .collect(),
+        lease: plan::lease(&args.environment),
+    };
+    let access = crate::kube::client::ClusterAccess::from(&args.cluster);
+    let status = session.block_on(async {
+        let (client, _) = access.connect().await?;
+        crate::kube::status::read(&client, &request).await
+    })?;
+    match args.output {
+        OutputFormat::Text => output::out(&crate::kube::status::text(&status)),
+        OutputFormat::Json => output::out_line(&serde_json::to_string_pretty(&status)?),
+    }
+    session
+        .runner
+        .set_outputs(&[("status", serde_json::to_string(&status)?)])?;
+    Ok(())
 }
 
 fn image_tags(session: &Session, args: &TagsArgs) -> Result<()> {

@@ -80,6 +80,10 @@ pub enum Command {
     /// `operation: rollback`): blue-green routes back to the previous color, which was kept
     /// running, after checking it has ready Pods, then verifies as a deploy does.
     Rollback(RollbackArgs),
+    /// Show what runs in an environment: the live color and since when, each Deployment's
+    /// commit, images and ready Pods, the previous color and until when it is kept, and
+    /// who holds the deploy lock. Reads only.
+    Status(StatusArgs),
     /// Image operations.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -212,6 +216,22 @@ pub struct RollbackArgs {
     /// How the rollback runs (rollout deadline, check interval).
     #[command(flatten)]
     pub deploy: DeployFlags,
+}
+
+/// `status` flags.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The environment to show (an environment of the pipeline file).
+    #[arg(long, env = "INPUT_ENVIRONMENT", value_name = "NAME")]
+    pub environment: String,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+
+    /// Cluster access.
+    #[command(flatten)]
+    pub cluster: ClusterFlags,
 }
 
 /// `promote` flags.

@@ -19,13 +19,10 @@ use tracing::{info, warn};
 use super::Done;
 use crate::config::pipeline::HttpCheck;
 use crate::error::InputError;
-use crate::kube::color::{Color, Layout, interrupted_switch, live_color};
+use crate::kube::color::{Color, Layout, SCALE_DOWN_AFTER, interrupted_switch, live_color};
 use crate::kube::render::Rendered;
 use crate::kube::traffic::{self, SWITCH_MANAGER};
 use crate::kube::{checks, watch};
-
-/// Annotation on a previous color's Deployments: when it may be scaled down (RFC 3339).
-pub const SCALE_DOWN_AFTER: &str = "jisu.dev/scale-down-after";
 
 /// What a blue-green job has learned so far.
 #[derive(Debug, Default)]

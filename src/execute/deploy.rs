@@ -20,7 +20,7 @@ use crate::images::tags;
 use crate::kube::apply::{self, ApplyOptions, Report};
 use crate::kube::color::{self, Color};
 use crate::kube::render::{self, ComponentImage, ManifestFile, RenderInput, Rendered};
-use crate::kube::{checks, client, watch};
+use crate::kube::{checks, watch};
 use crate::oci::{Digest, Reference, RegistryClient, RegistryError};
 use crate::plan::{Action, ColorRole, ImageSource, Step};
 use crate::session::Session;
@@ -294,16 +294,8 @@ impl DeployState {
         if let Some(client) = &self.kube {
             return Ok(client.clone());
         }
-        let access = &context.settings.cluster;
-        let env = |name: &str| std::env::var_os(name);
-        let cluster = client::resolve(
-            access.kubeconfig.as_deref(),
-            access.context.as_deref(),
-            &env,
-        )
-        .await?;
-        self.server = cluster.server();
-        let connected = client::connect(cluster).await?;
+        let (connected, server) = context.settings.cluster.connect().await?;
+        self.server = server;
         self.kube = Some(connected.clone());
         Ok(connected)
     }

@@ -121,15 +121,7 @@ pub async fn prune(
             .values()
             .map(|e| e.namespace.clone())
             .collect();
-        let env = |name: &str| std::env::var_os(name);
-        let access = &settings.cluster;
-        let cluster = crate::kube::client::resolve(
-            access.kubeconfig.as_deref(),
-            access.context.as_deref(),
-            &env,
-        )
-        .await?;
-        let client = crate::kube::client::connect(cluster).await?;
+        let (client, _) = settings.cluster.connect().await?;
         let in_cluster = crate::kube::deployed::read(&client, &namespaces).await?;
         tracing::info!(
             "{} digest(s) deployed in {}",

@@ -30,6 +30,17 @@ pub struct ClusterAccess {
     pub context: Option<String>,
 }
 
+impl ClusterAccess {
+    /// Resolves the settings from this process's environment and connects: the client,
+    /// and the server's address as it may be shown (credentials redacted).
+    pub async fn connect(&self) -> anyhow::Result<(kube::Client, String)> {
+        let env = |name: &str| std::env::var_os(name);
+        let cluster = resolve(self.kubeconfig.as_deref(), self.context.as_deref(), &env).await?;
+        let server = cluster.server();
+        Ok((connect(cluster).await?, server))
+    }
+}
+
 /// Where the connection settings came from (for the log; never the content).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {

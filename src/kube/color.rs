@@ -21,6 +21,8 @@ use super::render::{RenderProblem, Rendered};
 
 /// Label (and selector key) that tells the colors apart.
 pub const COLOR_LABEL: &str = "color";
+/// Annotation on a previous color's Deployments: when it may be scaled down (RFC 3339).
+pub const SCALE_DOWN_AFTER: &str = "jisu.dev/scale-down-after";
 /// Suffix of the Service that selects the color being deployed.
 pub const PREVIEW_SUFFIX: &str = "-preview";
 

@@ -15,5 +15,6 @@ pub mod lock;
 pub mod render;
 pub mod retry;
 pub mod rollout;
+pub mod status;
 pub mod traffic;
 pub mod watch;

@@ -6,6 +6,8 @@
 
 pub mod render;
 mod steps;
+
+pub use steps::lease;
 #[cfg(test)]
 mod tests;
 

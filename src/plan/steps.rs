@@ -160,7 +160,8 @@ fn labels(ctx: &RunContext, component: &str, version: Option<&str>) -> BTreeMap<
     labels
 }
 
-fn lease(env_name: &str) -> String {
+/// The name of an environment's deploy-lock Lease.
+pub fn lease(env_name: &str) -> String {
     format!("jisu-deploy-{env_name}")
 }
 

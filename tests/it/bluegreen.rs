@@ -105,6 +105,14 @@ environments:
         self.jisu(config, args).await
     }
 
+    /// `status --output json`, parsed.
+    async fn status(&self, config: &Path) -> serde_json::Value {
+        let args = ["status", "--output", "json"].map(String::from).to_vec();
+        let run = self.jisu(config, args).await;
+        assert_code(&run, 0);
+        serde_json::from_str(&run.stdout).unwrap()
+    }
+
     async fn rollback(&self, config: &Path) -> Run {
         self.jisu(config, vec!["rollback".to_owned()]).await
     }
@@ -131,14 +139,13 @@ environments:
                 "production",
                 "--kubeconfig",
                 self.kubeconfig.to_str().unwrap(),
-                "--check-interval",
-                "100ms",
-                "--lock-lease",
-                "2s",
             ]
             .iter()
             .map(|s| (*s).to_owned()),
         );
+        if args[0] != "status" {
+            args.extend(["--check-interval", "100ms", "--lock-lease", "2s"].map(String::from));
+        }
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_jisu-deploy"));
         command
             .env_clear()
@@ -236,6 +243,18 @@ async fn the_first_deploy_goes_blue_and_later_ones_alternate() {
     let live_replicas = blue.spec.unwrap().replicas;
     let green = bed.deployment("backend-green").await.unwrap();
     assert_eq!(green.spec.unwrap().replicas, live_replicas);
+
+    let status = bed.status(&config).await;
+    assert_eq!(status["live"], "green", "{status:#}");
+    assert_eq!(status["previous"], "blue", "{status:#}");
+    assert!(status["live_since"].is_string(), "{status:#}");
+    assert_eq!(
+        status["workloads"][0]["name"], "backend-green",
+        "{status:#}"
+    );
+    assert_eq!(status["workloads"][0]["sha"], SHA, "{status:#}");
+    assert!(status["previous_workloads"][0]["scale_down_after"].is_string());
+    assert!(status["lock"].is_null(), "the lock is free: {status:#}");
 
     let third = bed
         .deploy(&config, &images(0x30, "ghcr.io/jisu/platform"))
