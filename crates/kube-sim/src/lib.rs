@@ -20,6 +20,7 @@ pub mod behaviour;
 pub mod changes;
 pub mod clock;
 pub mod controllers;
+pub mod decode;
 pub mod discovery;
 pub mod faults;
 pub mod fieldset;
@@ -147,6 +148,7 @@ impl KubeSim {
                 manager: "kube-apiserver",
                 subresource: "",
                 dry_run: false,
+                validation: None,
             };
             writes::write(
                 &mut store,

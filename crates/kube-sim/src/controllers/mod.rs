@@ -146,6 +146,7 @@ pub fn write_logged(
         manager,
         subresource,
         dry_run: false,
+        validation: None,
     };
     if let Err(e) = writes::write(s, res, ns, name, change, ctx) {
         tracing::debug!(ns, name, error = %e, "controller write failed; retrying next pass");
