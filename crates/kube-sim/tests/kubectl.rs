@@ -921,3 +921,82 @@ fn mistyped_fields_fail_to_decode() {
         "nginx:1.27"
     );
 }
+
+#[test]
+fn describe_and_get_events_show_the_kubelets_failures() {
+    let bed = Bed::new(SimOptions::default());
+    let pods = "apiVersion: v1
+kind: Pod
+metadata: {name: crasher}
+spec:
+  containers: [{name: app, image: 'ghcr.io/x/app:crashloop'}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: unpullable}
+spec:
+  containers: [{name: app, image: 'ghcr.io/x/no-such-image:1'}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: unready}
+spec:
+  containers:
+  - name: app
+    image: 'ghcr.io/x/app:neverready'
+    readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
+";
+    check(&["apply"], bed.run_stdin(&["apply", "-f", "-"], pods));
+    // Crash loops back off again and again: one Event, its count growing.
+    wait_until("the crash loop's BackOff event to repeat", || {
+        let count = bed.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=crasher,reason=BackOff",
+            "-o",
+            "jsonpath={.items[*].count}",
+        ]);
+        count.trim().parse::<u64>().is_ok_and(|c| c >= 2)
+    });
+    let describe = bed.ok(&["describe", "pod", "crasher"]);
+    for line in [
+        "Normal   Scheduled",
+        "Successfully assigned default/crasher to kube-sim-node",
+        "Started container app",
+        "Warning  BackOff",
+        "Back-off restarting failed container app in pod crasher_default(",
+    ] {
+        assert!(describe.contains(line), "missing {line:?} in\n{describe}");
+    }
+    wait_until("the pull back-off", || {
+        bed.ok(&["describe", "pod", "unpullable"])
+            .contains("Error: ImagePullBackOff")
+    });
+    let describe = bed.ok(&["describe", "pod", "unpullable"]);
+    assert!(
+        describe.contains(r#"Failed to pull image "ghcr.io/x/no-such-image:1": "#)
+            && describe.contains("Warning  Failed"),
+        "{describe}"
+    );
+    assert!(!describe.contains("Started container"), "{describe}");
+    wait_until("readiness probe failures", || {
+        bed.ok(&["describe", "pod", "unready"])
+            .contains("Readiness probe failed: HTTP probe failed with statuscode: 503")
+    });
+    // kubectl get events lists them all, by involved object.
+    let all = bed.ok(&[
+        "get",
+        "events",
+        "-o",
+        "jsonpath={range .items[*]}{.involvedObject.name} {.type} {.reason}{\"\\n\"}{end}",
+    ]);
+    for line in [
+        "crasher Warning BackOff",
+        "unpullable Warning Failed",
+        "unready Warning Unhealthy",
+        "unready Normal Scheduled",
+    ] {
+        assert!(all.contains(line), "missing {line:?} in\n{all}");
+    }
+}

@@ -6,6 +6,7 @@
 pub mod deployment;
 pub mod endpoints;
 pub mod kubelet;
+pub mod pod_events;
 pub mod replicaset;
 
 use std::sync::Arc;
