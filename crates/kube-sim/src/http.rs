@@ -121,6 +121,18 @@ pub fn bytes_response(code: u16, bytes: Vec<u8>) -> Response<Body> {
     r
 }
 
+/// Adds `Warning: 299 - "TEXT"` headers, one per warning, as the real server reports
+/// dropped unknown fields.
+pub fn with_warnings(mut r: Response<Body>, warnings: &[String]) -> Response<Body> {
+    for w in warnings {
+        let escaped = w.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(v) = HeaderValue::from_str(&format!("299 - \"{escaped}\"")) {
+            r.headers_mut().append(hyper::header::WARNING, v);
+        }
+    }
+    r
+}
+
 /// A `Status` error response.
 pub fn error_response(e: &ApiError) -> Response<Body> {
     let mut r = json_response(e.code, &e.to_status());
@@ -355,6 +367,12 @@ fn resource(shared: &Shared, r: ResourceRequest<'_>) -> Result<Response<Body>, A
         manager: &manager,
         subresource: sub,
         dry_run: dry_run(r.query)?,
+        validation: Some(
+            crate::decode::FieldValidation::parse(
+                r.query.get("fieldValidation").map(String::as_str),
+            )
+            .map_err(ApiError::bad_request)?,
+        ),
     };
     let mut s = shared.lock();
     match r.verb {
@@ -402,7 +420,7 @@ fn resource(shared: &Shared, r: ResourceRequest<'_>) -> Result<Response<Body>, A
             }
             let body = parse_request_body(r.body, r.content_type)?;
             let w = writes::write(&mut s, t.res, &ns, "", Change::Create(body), ctx)?;
-            Ok(json_response(201, &w.object))
+            Ok(with_warnings(json_response(201, &w.object), &w.warnings))
         }
         "update" | "patch" => {
             let body = parse_request_body(r.body, r.content_type)?;
@@ -436,7 +454,8 @@ fn resource(shared: &Shared, r: ResourceRequest<'_>) -> Result<Response<Body>, A
                     .map(|v| json_response(200, &v));
             }
             let w = writes::write(&mut s, t.res, &ns, &name, change, ctx)?;
-            Ok(json_response(if w.created { 201 } else { 200 }, &w.object))
+            let code = if w.created { 201 } else { 200 };
+            Ok(with_warnings(json_response(code, &w.object), &w.warnings))
         }
         "delete" => {
             let opts = delete_opts(r.body, r.query, ctx.dry_run)?;

@@ -17,8 +17,10 @@
 //! ```
 
 pub mod behaviour;
+pub mod changes;
 pub mod clock;
 pub mod controllers;
+pub mod decode;
 pub mod discovery;
 pub mod faults;
 pub mod fieldset;
@@ -44,7 +46,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use behaviour::{ImageBehavior, ImageRules};
+pub use changes::StoredChange;
 pub use faults::{FaultRule, Faults};
+pub use store::EventType;
 
 use clock::SimClock;
 use controllers::ControllerConfig;
@@ -144,6 +148,7 @@ impl KubeSim {
                 manager: "kube-apiserver",
                 subresource: "",
                 dry_run: false,
+                validation: None,
             };
             writes::write(
                 &mut store,
@@ -274,6 +279,28 @@ impl KubeSim {
             .lock()
             .get(res, namespace, name)
             .map(|o| (*o).clone())
+    }
+
+    /// Calls `hook` with every change stored from now on (creations, updates, status
+    /// writes, deletions; by clients and by the emulated controllers alike), in
+    /// `resourceVersion` order, synchronously: the store stays locked while the hook
+    /// runs, so it sees each state before anything else changes. Keep it quick, and do not
+    /// call back into the simulator from it (that would deadlock). A hook that panics
+    /// inside a controller pass aborts that pass; record violations and assert on them
+    /// from the test instead.
+    pub fn on_change(&self, hook: impl Fn(&StoredChange) + Send + Sync + 'static) {
+        self.shared.lock().add_hook(std::sync::Arc::new(hook));
+    }
+
+    /// Every change stored from now on, in order and without gaps, through an unbounded
+    /// channel (a [`KubeSim::on_change`] hook that forwards each change).
+    pub fn subscribe(&self) -> std::sync::mpsc::Receiver<StoredChange> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.on_change(move |c| {
+            // A dropped receiver just stops listening.
+            let _ = tx.send(c.clone());
+        });
+        rx
     }
 
     /// Number of stored objects of all kinds.

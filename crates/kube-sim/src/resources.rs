@@ -144,6 +144,7 @@ pub mod ids {
     id!(REPLICASET, "ReplicaSet");
     id!(ENDPOINTSLICE, "EndpointSlice");
     id!(CONFIGMAP, "ConfigMap");
+    id!(EVENT, "Event");
 }
 
 #[cfg(test)]

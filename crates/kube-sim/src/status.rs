@@ -110,6 +110,13 @@ impl ApiError {
         Self::new(422, "Invalid", message)
     }
 
+    /// An error the real server answers without a reason (a plain Go error inside the
+    /// server: `reason` is left out of the `Status`, and kubectl prints `Error from
+    /// server: MESSAGE`).
+    pub fn unreasoned(code: u16, message: impl Into<String>) -> Self {
+        Self::new(code, "", message)
+    }
+
     /// 400 with a message.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", message)
@@ -176,6 +183,9 @@ impl ApiError {
             "reason": self.reason,
             "code": self.code,
         });
+        if self.reason.is_empty() {
+            s.as_object_mut().map(|m| m.remove("reason"));
+        }
         if let Some(d) = &self.details {
             s["details"] = d.clone();
         }

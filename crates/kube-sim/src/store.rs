@@ -73,6 +73,7 @@ pub struct Inner {
     pub deleted_uids: Vec<String>,
     /// The simulated clock, for timestamps.
     pub clock: SimClock,
+    hooks: Vec<crate::changes::ChangeHook>,
 }
 
 /// Why a watch could not start from the requested version.
@@ -96,6 +97,7 @@ impl Inner {
             uids: HashMap::new(),
             deleted_uids: Vec::new(),
             clock,
+            hooks: Vec::new(),
         };
         (inner, rx)
     }
@@ -239,8 +241,19 @@ impl Inner {
         Some(last)
     }
 
+    /// Registers a hook called with every change from now on, in order, under the lock.
+    pub fn add_hook(&mut self, hook: crate::changes::ChangeHook) {
+        self.hooks.push(hook);
+    }
+
     fn emit(&mut self, ev: Event) {
         let ev = Arc::new(ev);
+        if !self.hooks.is_empty() {
+            let change = crate::changes::StoredChange::from_event(&ev);
+            for hook in &self.hooks {
+                hook(&change);
+            }
+        }
         if self.history.len() >= self.history_cap {
             self.history.pop_front();
         }

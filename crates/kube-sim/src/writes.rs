@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use crate::decode::{self, FieldValidation};
 use crate::managed::{self, Writer};
 use crate::objects;
 use crate::patch;
@@ -51,6 +52,9 @@ pub struct WriteCtx<'a> {
     pub subresource: &'a str,
     /// `dryRun=All`.
     pub dry_run: bool,
+    /// How a client's object is checked against its kind's type (`fieldValidation`);
+    /// `None` for the simulator's own writes, which are not checked.
+    pub validation: Option<FieldValidation>,
 }
 
 /// The result of a write.
@@ -60,6 +64,8 @@ pub struct Written {
     pub object: Arc<Value>,
     /// Whether it was created (201) rather than updated (200).
     pub created: bool,
+    /// `Warning` header texts (unknown fields dropped under `fieldValidation=Warn`).
+    pub warnings: Vec<String>,
 }
 
 fn meta_str<'a>(obj: &'a Value, f: &str) -> &'a str {
@@ -117,6 +123,13 @@ pub fn write(
     let not_found = || ApiError::not_found(&rt.qualified(), &name);
 
     let is_apply = matches!(change, Change::Apply { .. });
+    // How a decoding failure is reported depends on how the object came to be.
+    let decoded_from = match &change {
+        Change::Create(_) | Change::Replace(_) => Source::Body,
+        Change::Patch(PatchType::Strategic, p) => Source::Patch(Some(decode::go_map_text(p))),
+        Change::Patch(..) => Source::Patch(None),
+        Change::Apply { .. } => Source::Apply,
+    };
     let mut new = match change {
         Change::Create(body) => {
             if current.is_some() {
@@ -153,6 +166,9 @@ pub fn write(
         }
         Change::Apply { config, force } => {
             check_identity(rt, &config, ns, Some(&name))?;
+            if ctx.validation.is_some() {
+                check_applied(rt, ns, &name, &config)?;
+            }
             // An applied resourceVersion is a precondition, as for updates.
             let want_rv = meta_str(&config, "resourceVersion");
             if !want_rv.is_empty()
@@ -216,6 +232,12 @@ pub fn write(
     new["metadata"]["name"] = Value::String(name.clone());
     if rt.namespaced {
         new["metadata"]["namespace"] = Value::String(ns.to_string());
+    }
+    let mut warnings = Vec::new();
+    if let Some(validation) = ctx.validation
+        && !is_apply
+    {
+        warnings = check_typed(rt, &mut new, validation, &decoded_from)?;
     }
     let meta = new["metadata"]
         .as_object_mut()
@@ -330,6 +352,7 @@ pub fn write(
         return Ok(Written {
             object: current.clone().expect("checked above"),
             created: false,
+            warnings,
         });
     }
     if ctx.dry_run {
@@ -339,6 +362,7 @@ pub fn write(
         return Ok(Written {
             object: Arc::new(new),
             created: current.is_none(),
+            warnings,
         });
     }
     let terminating = new.pointer("/metadata/deletionTimestamp").is_some();
@@ -357,13 +381,121 @@ pub fn write(
         return Ok(Written {
             object: last,
             created: false,
+            warnings,
         });
     }
     let created = current.is_none();
     Ok(Written {
         object: s.put(res, new),
         created,
+        warnings,
     })
+}
+
+/// How the object being checked came to be, which decides how the real server words a
+/// decoding failure.
+enum Source {
+    /// A create or update body: 400 `BadRequest`.
+    Body,
+    /// The result of a patch: 422 `Invalid` on the field `patch`, quoting the strategic
+    /// merge patch (`Some`) or the patched object (`None`).
+    Patch(Option<String>),
+    /// Server-side apply (checked before merging, see [`check_applied`]).
+    Apply,
+}
+
+/// Checks that `new` decodes into its kind's type; drops unknown fields (reporting them
+/// as warnings under `Warn`) or refuses them under `Strict`.
+fn check_typed(
+    rt: &crate::resources::ResourceType,
+    new: &mut Value,
+    validation: FieldValidation,
+    source: &Source,
+) -> Result<Vec<String>, ApiError> {
+    let refuse = |detail: String, new: &Value| match source {
+        Source::Patch(quoted) => {
+            let quoted = quoted
+                .clone()
+                .unwrap_or_else(|| serde_json::to_string(new).unwrap_or_default());
+            ApiError::invalid(
+                "",
+                "",
+                "",
+                &[(
+                    "patch".into(),
+                    format!("Invalid value: {}: {detail}", Value::String(quoted)),
+                    "FieldValueInvalid",
+                )],
+            )
+        }
+        Source::Body | Source::Apply => ApiError::bad_request(format!(
+            "{kind} in version \"{v}\" cannot be handled as a {kind}: {detail}",
+            kind = rt.kind,
+            v = rt.version
+        )),
+    };
+    let unknown = match decode::check(rt.kind, new) {
+        Ok(u) => u,
+        Err(e) => return Err(refuse(e.go_message(), new)),
+    };
+    if unknown.is_empty() {
+        return Ok(Vec::new());
+    }
+    let texts: Vec<String> = unknown
+        .iter()
+        .map(|p| format!("unknown field \"{}\"", p.dotted()))
+        .collect();
+    if validation == FieldValidation::Strict {
+        return Err(refuse(
+            format!("strict decoding error: {}", texts.join(", ")),
+            new,
+        ));
+    }
+    for p in &unknown {
+        decode::remove(new, p);
+    }
+    Ok(if validation == FieldValidation::Warn {
+        texts
+    } else {
+        Vec::new()
+    })
+}
+
+/// Server-side apply converts the applied configuration to its typed form before
+/// merging, and refuses unknown and mistyped fields whatever `fieldValidation` says, with
+/// a 500 whose `Status` has no reason (kubectl: `Error from server: failed to create
+/// typed patch object ...`), as the real server does.
+fn check_applied(
+    rt: &crate::resources::ResourceType,
+    ns: &str,
+    name: &str,
+    config: &Value,
+) -> Result<(), ApiError> {
+    let mut typed = config.clone();
+    typed["apiVersion"] = Value::String(rt.api_version());
+    typed["kind"] = Value::String(rt.kind.to_string());
+    let errors: Vec<String> = match decode::check(rt.kind, &typed) {
+        Ok(unknown) => unknown
+            .iter()
+            .map(|p| format!("{}: field not declared in schema", p.smd(rt.kind, &typed)))
+            .collect(),
+        Err(e) => vec![e.smd_message(rt.kind, &typed)],
+    };
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let detail = if errors.len() == 1 {
+        errors[0].clone()
+    } else {
+        format!("errors:\n  {}", errors.join("\n  "))
+    };
+    Err(ApiError::unreasoned(
+        500,
+        format!(
+            "failed to create typed patch object ({ns}/{name}; {}/{}, Kind={}): {detail}",
+            rt.group, rt.version, rt.kind
+        ),
+    ))
 }
 
 /// The fields named by `kubectl.kubernetes.io/last-applied-configuration`, if present.
@@ -670,6 +802,7 @@ mod tests {
             manager,
             subresource: "",
             dry_run: false,
+            validation: None,
         }
     }
 

@@ -692,3 +692,91 @@ async fn streaming_list_watch_sends_initial_events_and_a_bookmark() {
         .count();
     assert!(periodic >= 1, "{events:?}");
 }
+
+#[tokio::test]
+async fn patch_results_are_decoded_with_the_requested_field_validation() {
+    let (sim, client) = start(opts()).await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    cms.create(&PostParams::default(), &cm("c", &[("a", "1")]))
+        .await
+        .unwrap();
+    let path = "/api/v1/namespaces/default/configmaps/c";
+    // Strict: a merge patch adding an unknown field is a 422 quoting the patched object.
+    let (code, _, body) = common::raw_http(
+        sim.addr(),
+        "PATCH",
+        &format!("{path}?fieldValidation=Strict"),
+        "application/merge-patch+json",
+        r#"{"datta":{"b":"2"}}"#,
+    )
+    .await;
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (code, status["reason"].as_str()),
+        (422, Some("Invalid")),
+        "{body}"
+    );
+    let message = status["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(r#" "" is invalid: patch: Invalid value: "{\"apiVersion\":\"v1\""#)
+            && message.ends_with(r#"": strict decoding error: unknown field "datta""#),
+        "{message}"
+    );
+    assert_eq!(status["details"]["causes"][0]["field"], "patch");
+    // Strategic merge patches are quoted as Go prints the decoded patch.
+    let (code, _, body) = common::raw_http(
+        sim.addr(),
+        "PATCH",
+        &format!("{path}?fieldValidation=Strict"),
+        "application/strategic-merge-patch+json",
+        r#"{"datta":{"b":"2"}}"#,
+    )
+    .await;
+    assert_eq!(code, 422);
+    assert!(body.contains(r#"patch: Invalid value: \"map[datta:map[b:2]]\": strict decoding error: unknown field \"datta\""#), "{body}");
+    // Default (Warn): dropped and reported in a Warning header; the rest of the patch applies.
+    let (code, headers, _) = common::raw_http(
+        sim.addr(),
+        "PATCH",
+        path,
+        "application/merge-patch+json",
+        r#"{"datta":{"b":"2"},"data":{"b":"2"}}"#,
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert!(
+        headers
+            .to_ascii_lowercase()
+            .contains(r#"warning: 299 - "unknown field \"datta\"""#),
+        "{headers}"
+    );
+    let stored = sim.object("ConfigMap", "default", "c").unwrap();
+    assert_eq!(stored["data"]["b"], "2");
+    assert!(stored.get("datta").is_none());
+    // A mistyped value fails whatever the validation level.
+    let (code, _, body) = common::raw_http(
+        sim.addr(),
+        "PATCH",
+        &format!("{path}?fieldValidation=Ignore"),
+        "application/merge-patch+json",
+        r#"{"data":{"b":2}}"#,
+    )
+    .await;
+    assert_eq!(code, 422, "{body}");
+    assert!(
+        body.contains(
+            "json: cannot unmarshal number into Go struct field ConfigMap.data of type string"
+        ),
+        "{body}"
+    );
+    // An unknown fieldValidation value is refused.
+    let (code, _, _) = common::raw_http(
+        sim.addr(),
+        "PATCH",
+        &format!("{path}?fieldValidation=Loose"),
+        "application/merge-patch+json",
+        "{}",
+    )
+    .await;
+    assert_eq!(code, 400);
+}

@@ -844,3 +844,159 @@ async fn pods_terminate_gracefully_and_leave_endpoints_first() {
         .unwrap();
     assert!(pods.get(&next).await.is_err());
 }
+
+#[tokio::test]
+async fn change_hooks_see_every_rollout_write_in_order_without_gaps() {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    let (sim, client, deploys) = setup(opts()).await;
+    let changes = sim.subscribe();
+    // An invariant checked at every change, against the hook's own model of the store:
+    // a Deployment never reports more ready replicas than there are ready Pods.
+    let violations = Arc::new(Mutex::new(Vec::new()));
+    let ready_pods = Arc::new(Mutex::new(HashMap::<String, bool>::new()));
+    {
+        let violations = violations.clone();
+        sim.on_change(move |c| {
+            let mut ready = ready_pods.lock().unwrap();
+            match c.kind {
+                "Pod" => {
+                    let is_ready = c.verb != kube_sim::EventType::Deleted
+                        && c.object["status"]["conditions"]
+                            .as_array()
+                            .is_some_and(|cs| {
+                                cs.iter()
+                                    .any(|x| x["type"] == "Ready" && x["status"] == "True")
+                            });
+                    ready.insert(c.name.clone(), is_ready);
+                }
+                "Deployment" => {
+                    let reported = c.object["status"]["readyReplicas"].as_u64().unwrap_or(0);
+                    let actual = ready.values().filter(|r| **r).count() as u64;
+                    if reported > actual {
+                        violations.lock().unwrap().push(format!(
+                            "rv {}: {reported} ready reported, {actual} ready pods",
+                            c.resource_version
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        });
+    }
+    let svc: Service = serde_json::from_value(json!({"metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": "http"}]}}))
+    .unwrap();
+    Api::<Service>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &svc)
+        .await
+        .unwrap();
+    apply(&deploys, &common::deployment("web", 3, "nginx:1.27")).await;
+    let done = wait_complete(&deploys, "web").await;
+    // The endpoint controller runs in the same pass as the status updates; wait for it.
+    let slices: Api<EndpointSlice> = Api::namespaced(client.clone(), "default");
+    let slice = eventually("three ready endpoints", WAIT, || async {
+        slices
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|s| {
+                s.endpoints
+                    .iter()
+                    .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+                    .count()
+                    == 3
+            })
+    })
+    .await;
+    let last_rv = done
+        .metadata
+        .resource_version
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        .max(slice.metadata.resource_version.unwrap().parse().unwrap());
+    let last_rv: u64 = last_rv;
+
+    let mut seen = Vec::new();
+    while seen
+        .last()
+        .is_none_or(|c: &kube_sim::StoredChange| c.resource_version < last_rv)
+    {
+        seen.push(changes.recv_timeout(WAIT).expect("a change"));
+    }
+    for pair in seen.windows(2) {
+        assert_eq!(
+            pair[1].resource_version,
+            pair[0].resource_version + 1,
+            "no gaps: {} {} then {} {}",
+            pair[0].kind,
+            pair[0].name,
+            pair[1].kind,
+            pair[1].name
+        );
+    }
+    let position = |pred: &dyn Fn(&kube_sim::StoredChange) -> bool, what: &str| {
+        seen.iter()
+            .position(pred)
+            .unwrap_or_else(|| panic!("no change: {what}"))
+    };
+    let added = kube_sim::EventType::Added;
+    let d_added = position(
+        &|c| c.kind == "Deployment" && c.verb == added,
+        "Deployment added",
+    );
+    let rs_added = position(
+        &|c| c.kind == "ReplicaSet" && c.verb == added,
+        "ReplicaSet added",
+    );
+    let pods_added: Vec<usize> = seen
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.kind == "Pod" && c.verb == added)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(pods_added.len(), 3);
+    let first_pod_ready = position(
+        &|c| {
+            c.kind == "Pod"
+                && c.object["status"]["conditions"]
+                    .as_array()
+                    .is_some_and(|cs| {
+                        cs.iter()
+                            .any(|x| x["type"] == "Ready" && x["status"] == "True")
+                    })
+        },
+        "a pod ready",
+    );
+    let all_available = position(
+        &|c| c.kind == "Deployment" && c.object["status"]["availableReplicas"] == 3,
+        "Deployment available",
+    );
+    let slice_ready = position(
+        &|c| {
+            c.kind == "EndpointSlice"
+                && c.object["endpoints"]
+                    .as_array()
+                    .is_some_and(|e| e.iter().any(|e| e["conditions"]["ready"] == true))
+        },
+        "an EndpointSlice with a ready endpoint",
+    );
+    assert!(
+        d_added < rs_added && rs_added < pods_added[0],
+        "{d_added} {rs_added} {pods_added:?}"
+    );
+    assert!(pods_added[2] < first_pod_ready && first_pod_ready < all_available);
+    assert_eq!(seen[all_available].api_version, "apps/v1");
+    assert_eq!(seen[all_available].namespace, "default");
+    // Controller writes are seen too: kubelet status writes and endpoint slices.
+    assert!(first_pod_ready < slice_ready);
+    assert!(
+        violations.lock().unwrap().is_empty(),
+        "{:?}",
+        violations.lock().unwrap()
+    );
+}

@@ -773,3 +773,230 @@ fn client_side_apply_then_upgrade_to_server_side_apply() {
         "{described}"
     );
 }
+
+const TYPO_DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicass: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+";
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn unknown_fields_are_refused_strictly_and_dropped_with_a_warning() {
+    let bed = Bed::new(SimOptions::default());
+    // kubectl sends fieldValidation=Strict by default.
+    let out = bed.run_stdin(&["create", "-f", "-"], TYPO_DEPLOYMENT);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(
+            r#"Error from server (BadRequest): error when creating "STDIN": Deployment in version "v1" cannot be handled as a Deployment: strict decoding error: unknown field "spec.replicass""#
+        ),
+        "{}",
+        stderr(&out)
+    );
+    // Server-side apply converts the applied configuration to its typed form and refuses
+    // unknown fields whatever the validation level, with the real server's 500.
+    for validate in ["--validate=strict", "--validate=warn"] {
+        let out = bed.run_stdin(
+            &["apply", "--server-side", validate, "-f", "-"],
+            TYPO_DEPLOYMENT,
+        );
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains(
+                "failed to create typed patch object (default/web; apps/v1, Kind=Deployment): .spec.replicass: field not declared in schema"
+            ),
+            "{validate}: {}",
+            stderr(&out)
+        );
+    }
+    assert!(!bed.run(&["get", "deploy", "web"]).status.success());
+
+    // Warn: created, the field dropped, kubectl prints the server's warning.
+    let out = bed.run_stdin(&["create", "--validate=warn", "-f", "-"], TYPO_DEPLOYMENT);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(r#"Warning: unknown field "spec.replicass""#),
+        "{}",
+        stderr(&out)
+    );
+    let spec = bed.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec}"]);
+    assert!(
+        !spec.contains("replicass") && spec.contains(r#""replicas":1"#),
+        "{spec}"
+    );
+
+    // kubectl patch sends no fieldValidation: the server's default, Warn, applies.
+    let out = bed.run(&[
+        "patch",
+        "deploy",
+        "web",
+        "-p",
+        r#"{"spec":{"replicass":3}}"#,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(r#"Warning: unknown field "spec.replicass""#),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("deployment.apps/web patched (no change)")
+    );
+    // Ignore: silently dropped.
+    let other = TYPO_DEPLOYMENT.replace("name: web\n", "name: web2\n");
+    let out = bed.run_stdin(&["create", "--validate=ignore", "-f", "-"], &other);
+    assert!(
+        out.status.success() && stderr(&out).is_empty(),
+        "{}",
+        stderr(&out)
+    );
+    let spec = bed.ok(&["get", "deploy", "web2", "-o", "jsonpath={.spec}"]);
+    assert!(!spec.contains("replicass"), "{spec}");
+}
+
+#[test]
+fn mistyped_fields_fail_to_decode() {
+    let bed = Bed::new(SimOptions::default());
+    let mistyped = TYPO_DEPLOYMENT.replace("replicass: 2", "replicas: three");
+    let out = bed.run_stdin(&["create", "-f", "-"], &mistyped);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(
+            r#"Error from server (BadRequest): error when creating "STDIN": Deployment in version "v1" cannot be handled as a Deployment: json: cannot unmarshal string into Go struct field DeploymentSpec.spec.replicas of type int32"#
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let out = bed.run_stdin(&["apply", "--server-side", "-f", "-"], &mistyped);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(".spec.replicas: expected numeric (int or float), got string"),
+        "{}",
+        stderr(&out)
+    );
+    // A JSON patch that breaks the type is refused too, and nothing changes.
+    bed.run_stdin(
+        &["create", "-f", "-"],
+        &mistyped.replace("replicas: three", "replicas: 1"),
+    );
+    let out = bed.run(&[
+        "patch",
+        "deploy",
+        "web",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":5}]"#,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(
+            "json: cannot unmarshal number into Go struct field Container.spec.template.spec.containers.image of type string"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        bed.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}"
+        ]),
+        "nginx:1.27"
+    );
+}
+
+#[test]
+fn describe_and_get_events_show_the_kubelets_failures() {
+    let bed = Bed::new(SimOptions::default());
+    let pods = "apiVersion: v1
+kind: Pod
+metadata: {name: crasher}
+spec:
+  containers: [{name: app, image: 'ghcr.io/x/app:crashloop'}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: unpullable}
+spec:
+  containers: [{name: app, image: 'ghcr.io/x/no-such-image:1'}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: unready}
+spec:
+  containers:
+  - name: app
+    image: 'ghcr.io/x/app:neverready'
+    readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
+";
+    check(&["apply"], bed.run_stdin(&["apply", "-f", "-"], pods));
+    // Crash loops back off again and again: one Event, its count growing.
+    wait_until("the crash loop's BackOff event to repeat", || {
+        let count = bed.ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=crasher,reason=BackOff",
+            "-o",
+            "jsonpath={.items[*].count}",
+        ]);
+        count.trim().parse::<u64>().is_ok_and(|c| c >= 2)
+    });
+    let describe = bed.ok(&["describe", "pod", "crasher"]);
+    for line in [
+        "Normal   Scheduled",
+        "Successfully assigned default/crasher to kube-sim-node",
+        "Started container app",
+        "Warning  BackOff",
+        "Back-off restarting failed container app in pod crasher_default(",
+    ] {
+        assert!(describe.contains(line), "missing {line:?} in\n{describe}");
+    }
+    wait_until("the pull back-off", || {
+        bed.ok(&["describe", "pod", "unpullable"])
+            .contains("Error: ImagePullBackOff")
+    });
+    let describe = bed.ok(&["describe", "pod", "unpullable"]);
+    assert!(
+        describe.contains(r#"Failed to pull image "ghcr.io/x/no-such-image:1": "#)
+            && describe.contains("Warning  Failed"),
+        "{describe}"
+    );
+    assert!(!describe.contains("Started container"), "{describe}");
+    wait_until("readiness probe failures", || {
+        bed.ok(&["describe", "pod", "unready"])
+            .contains("Readiness probe failed: HTTP probe failed with statuscode: 503")
+    });
+    // kubectl get events lists them all, by involved object.
+    let all = bed.ok(&[
+        "get",
+        "events",
+        "-o",
+        "jsonpath={range .items[*]}{.involvedObject.name} {.type} {.reason}{\"\\n\"}{end}",
+    ]);
+    for line in [
+        "crasher Warning BackOff",
+        "unpullable Warning Failed",
+        "unready Warning Unhealthy",
+        "unready Normal Scheduled",
+    ] {
+        assert!(all.contains(line), "missing {line:?} in\n{all}");
+    }
+}

@@ -32,6 +32,8 @@ pub fn reconcile(s: &mut Inner, images: &ImageRules, wake: &mut Wake) {
         let elapsed = clock.sim_since(created);
         let name = meta(&pod, "name").to_string();
         let mut statuses = Vec::new();
+        let mut events = vec![super::pod_events::scheduled(&pod)];
+        let pod_display = format!("{name}_{}({})", meta(&pod, "namespace"), meta(&pod, "uid"));
         let (mut all_ready, mut all_pulled) = (true, true);
         for c in pod
             .pointer("/spec/containers")
@@ -45,6 +47,12 @@ pub fn reconcile(s: &mut Inner, images: &ImageRules, wake: &mut Wake) {
             if let Some(d) = next_change(&b, elapsed) {
                 wake.at(d);
             }
+            events.extend(super::pod_events::container_events(
+                &b,
+                elapsed,
+                c,
+                &pod_display,
+            ));
             let v = container_view(&b, elapsed, cname, &name, |d| {
                 clock.format(created + clock.to_real(d).as_millis() as i64)
             });
@@ -112,6 +120,7 @@ pub fn reconcile(s: &mut Inner, images: &ImageRules, wake: &mut Wake) {
             "containerStatuses": statuses,
         });
         put_status(s, *ids::POD, &pod, status, KUBELET);
+        super::pod_events::record(s, &clock, &pod, created, &events);
     }
 }
 

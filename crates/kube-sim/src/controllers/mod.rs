@@ -6,6 +6,7 @@
 pub mod deployment;
 pub mod endpoints;
 pub mod kubelet;
+pub mod pod_events;
 pub mod replicaset;
 
 use std::sync::Arc;
@@ -146,6 +147,7 @@ pub fn write_logged(
         manager,
         subresource,
         dry_run: false,
+        validation: None,
     };
     if let Err(e) = writes::write(s, res, ns, name, change, ctx) {
         tracing::debug!(ns, name, error = %e, "controller write failed; retrying next pass");
