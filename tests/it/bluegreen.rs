@@ -31,7 +31,94 @@ fn images(tag: u8, backend_repository: &str) -> Vec<String> {
     ]
 }
 
+/// The invariant every scenario is watched for, on every change the simulator stores: no
+/// routed Service ever selects a color with zero ready Pods.
+#[derive(Default)]
+struct Invariant {
+    /// Routed Service -> its selector.
+    services: BTreeMap<String, BTreeMap<String, String>>,
+    /// Pod -> (labels, ready and not being deleted).
+    pods: BTreeMap<String, (BTreeMap<String, String>, bool)>,
+    /// Changes seen.
+    changes: usize,
+    /// Services in violation now (a violation is recorded when one enters it).
+    violating: std::collections::BTreeSet<String>,
+    /// Each violation: the change, the Service and what it selected.
+    violations: Vec<String>,
+}
+
+impl Invariant {
+    fn see(&mut self, change: &kube_sim::StoredChange) {
+        if change.namespace != NS {
+            return;
+        }
+        self.changes += 1;
+        let labels = |pointer: &str| -> BTreeMap<String, String> {
+            change
+                .object
+                .pointer(pointer)
+                .and_then(serde_json::Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let deleted = matches!(change.verb, kube_sim::EventType::Deleted);
+        match change.kind {
+            "Service" if ROUTED.contains(&change.name.as_str()) => {
+                if deleted {
+                    self.services.remove(&change.name);
+                } else {
+                    self.services
+                        .insert(change.name.clone(), labels("/spec/selector"));
+                }
+            }
+            "Pod" => {
+                let ready = !deleted
+                    && change.object.pointer("/metadata/deletionTimestamp").is_none()
+                    && change
+                        .object
+                        .pointer("/status/conditions")
+                        .and_then(serde_json::Value::as_array)
+                        .is_some_and(|c| {
+                            c.iter()
+                                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                        });
+                self.pods
+                    .insert(change.name.clone(), (labels("/metadata/labels"), ready));
+            }
+            _ => return,
+        }
+        for (service, selector) in &self.services {
+            let Some(color) = selector.get("color") else {
+                continue;
+            };
+            let ready = self
+                .pods
+                .values()
+                .filter(|(labels, ready)| {
+                    *ready && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+                })
+                .count();
+            if ready > 0 {
+                self.violating.remove(service);
+            } else if self.violating.insert(service.clone()) {
+                self.violations.push(format!(
+                    "rv {}: {} {}/{} left Service {service} selecting {color} with no ready Pod",
+                    change.resource_version,
+                    change.kind,
+                    change.namespace,
+                    change.name
+                ));
+            }
+        }
+    }
+}
+
 struct Bed {
+    invariant: std::sync::Arc<std::sync::Mutex<Invariant>>,
     _sim: KubeSim,
     dir: tempfile::TempDir,
     kubeconfig: PathBuf,
@@ -47,6 +134,9 @@ async fn bed() -> Bed {
         },
     );
     let sim = KubeSim::start(options).await.expect("kube-sim starts");
+    let invariant = std::sync::Arc::new(std::sync::Mutex::new(Invariant::default()));
+    let watched = invariant.clone();
+    sim.on_change(move |change| watched.lock().unwrap().see(change));
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     sim.write_kubeconfig(&kubeconfig).unwrap();
@@ -58,6 +148,7 @@ async fn bed() -> Bed {
         .await
         .unwrap();
     Bed {
+        invariant,
         _sim: sim,
         dir,
         kubeconfig,
@@ -182,6 +273,31 @@ environments:
             .image
             .clone()
             .unwrap()
+    }
+}
+
+impl Bed {
+    /// Forgets the violations so far: the test itself broke the routing on purpose.
+    fn forgive_hand_edit(&self) {
+        self.invariant.lock().unwrap().violations.clear();
+    }
+}
+
+impl Drop for Bed {
+    /// Every scenario ends by checking the invariant over all it changed.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let invariant = self.invariant.lock().unwrap();
+        assert!(invariant.changes > 0, "the invariant watched no change");
+        assert!(
+            invariant.violations.is_empty(),
+            "{} violation(s) in {} changes:\n{}",
+            invariant.violations.len(),
+            invariant.changes,
+            invariant.violations.join("\n")
+        );
     }
 }
 
@@ -361,6 +477,7 @@ async fn services_that_disagree_stop_the_deploy_before_anything_changes() {
         )
         .await
         .unwrap();
+    bed.forgive_hand_edit();
     let failed = bed
         .deploy(&config, &images(0x20, "ghcr.io/jisu/platform"))
         .await;
