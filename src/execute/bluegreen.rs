@@ -21,6 +21,7 @@ use crate::config::pipeline::HttpCheck;
 use crate::error::InputError;
 use crate::kube::color::{Color, Layout, SCALE_DOWN_AFTER, interrupted_switch, live_color};
 use crate::kube::render::Rendered;
+use crate::kube::retry::{CallError, retrying};
 use crate::kube::traffic::{self, SWITCH_MANAGER};
 use crate::kube::{checks, watch};
 
@@ -131,7 +132,7 @@ impl BlueGreen {
         let mut counts = BTreeMap::new();
         for base in &self.layout.workloads {
             let name = live.map_or_else(|| base.clone(), |c| c.name(base));
-            if let Some(running) = api.get_opt(&name).await? {
+            if let Some(running) = get_deployment(&api, &name).await? {
                 let replicas = running.spec.and_then(|s| s.replicas).unwrap_or(1);
                 counts.insert(idle.name(base), replicas);
             }
@@ -218,7 +219,7 @@ impl BlueGreen {
         let mut scaled = Vec::new();
         for base in &self.layout.workloads {
             let name = target.name(base);
-            let Some(previous) = api.get_opt(&name).await? else {
+            let Some(previous) = get_deployment(&api, &name).await? else {
                 return Err(InputError::new(
                     format!("namespace {namespace}"),
                     None,
@@ -227,19 +228,12 @@ impl BlueGreen {
                 .into());
             };
             if previous.spec.and_then(|s| s.replicas) == Some(0) {
-                let size = api
-                    .get_opt(&live.name(base))
+                let size = get_deployment(&api, &live.name(base))
                     .await?
                     .and_then(|d| d.spec?.replicas)
                     .unwrap_or(1)
                     .max(1);
-                let patch = json!({"spec": {"replicas": size}});
-                api.patch(
-                    &name,
-                    &PatchParams::apply(SWITCH_MANAGER),
-                    &Patch::Merge(&patch),
-                )
-                .await?;
+                merge_deployment(&api, &name, json!({"spec": {"replicas": size}})).await?;
                 scaled.push(name);
             }
         }
@@ -313,8 +307,7 @@ impl BlueGreen {
             Api::namespaced(kube.clone(), namespace);
         loop {
             for name in &self.layout.routed {
-                let service = services
-                    .get(name)
+                let service = retrying("read a Service", || services.get(name))
                     .await
                     .map_err(|e| format!("reading Service `{name}`: {e}"))?;
                 let value = serde_json::to_value(&service).unwrap_or_default();
@@ -355,16 +348,11 @@ impl BlueGreen {
         let mut marked = Vec::new();
         for base in &self.layout.workloads {
             let name = from.map_or_else(|| base.clone(), |c| c.name(base));
-            if api.get_opt(&name).await?.is_none() {
+            if get_deployment(&api, &name).await?.is_none() {
                 continue;
             }
             let patch = json!({"metadata": {"annotations": {SCALE_DOWN_AFTER: until.to_string()}}});
-            api.patch(
-                &name,
-                &PatchParams::apply(SWITCH_MANAGER),
-                &Patch::Merge(&patch),
-            )
-            .await?;
+            merge_deployment(&api, &name, patch).await?;
             marked.push(name);
         }
         Ok(Done::Ran(BTreeMap::from([
@@ -376,4 +364,23 @@ impl BlueGreen {
             ("scale_down_after".to_owned(), until.to_string()),
         ])))
     }
+}
+
+async fn get_deployment(
+    api: &Api<Deployment>,
+    name: &str,
+) -> Result<Option<Deployment>, CallError> {
+    retrying("read a Deployment", || api.get_opt(name)).await
+}
+
+/// A merge patch (idempotent, so retried) by the switch's field manager.
+async fn merge_deployment(
+    api: &Api<Deployment>,
+    name: &str,
+    patch: Value,
+) -> Result<(), CallError> {
+    let params = PatchParams::apply(SWITCH_MANAGER);
+    let patch = Patch::Merge(&patch);
+    retrying("patch a Deployment", || api.patch(name, &params, &patch)).await?;
+    Ok(())
 }

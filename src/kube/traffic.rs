@@ -12,6 +12,7 @@ use kube::api::{ListParams, Patch, PatchParams};
 use serde_json::json;
 
 use super::color::{COLOR_LABEL, Color, ServiceColors, SwitchMark, SwitchMarks, selected_color};
+use super::retry::{CallError, retrying};
 
 /// Annotation each switch leaves on the Services it moves: `<from>-><to>@<switch id>`, so a
 /// run killed halfway through a switch can be recognised and undone by the next one.
@@ -50,7 +51,7 @@ pub enum SwitchError {
         /// The Service.
         service: String,
         /// The API error.
-        source: kube::Error,
+        source: CallError,
         /// The Services put back.
         undone: Vec<String>,
     },
@@ -60,7 +61,7 @@ pub enum SwitchError {
         /// The Service.
         service: String,
         /// The API error.
-        source: kube::Error,
+        source: CallError,
     },
 }
 
@@ -88,8 +89,7 @@ pub async fn read_colors(
     let mut colors = ServiceColors::new();
     let mut marks = SwitchMarks::new();
     for name in services {
-        let Some(service) = api
-            .get_opt(name)
+        let Some(service) = retrying("read a Service", || api.get_opt(name))
             .await
             .map_err(|source| SwitchError::Read {
                 service: name.clone(),
@@ -121,7 +121,7 @@ pub async fn ready_pods(
     namespace: &str,
     selector: &BTreeMap<String, String>,
     color: Option<Color>,
-) -> Result<usize, kube::Error> {
+) -> Result<usize, CallError> {
     let mut selector = selector.clone();
     match color {
         Some(color) => selector.insert(COLOR_LABEL.to_owned(), color.as_str().to_owned()),
@@ -129,9 +129,8 @@ pub async fn ready_pods(
     };
     let query: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let list = pods
-        .list(&ListParams::default().labels(&query.join(",")))
-        .await?;
+    let params = ListParams::default().labels(&query.join(","));
+    let list = retrying("list Pods", || pods.list(&params)).await?;
     Ok(list
         .items
         .iter()
@@ -170,7 +169,9 @@ pub async fn switch(
             source,
         };
         let read = &read;
-        let service = api.get(name).await.map_err(read)?;
+        let service = retrying("read a Service", || api.get(name))
+            .await
+            .map_err(read)?;
         let selector = service
             .spec
             .as_ref()
@@ -220,9 +221,15 @@ pub async fn switch(
             mark: &mark,
         };
         if let Err(source) = patch_color(&api, &name, to, Some(guard)).await {
+            // A retried patch may have landed before its answer was lost: then the Service
+            // already carries this switch's mark and color.
+            if source.code() == Some(409) && already_moved(&api, &name, to, &mark).await {
+                moved.push(name);
+                continue;
+            }
             let undone = undo(&api, &moved, from).await;
             return Err(match source {
-                kube::Error::Api(ref status) if status.code == 409 => SwitchError::Changed {
+                source if source.code() == Some(409) => SwitchError::Changed {
                     service: name,
                     detail: "its resourceVersion moved on".to_owned(),
                     undone,
@@ -256,7 +263,7 @@ async fn patch_color(
     name: &str,
     color: Option<Color>,
     guard: Option<Guard<'_>>,
-) -> Result<Service, kube::Error> {
+) -> Result<Service, CallError> {
     let mut patch = json!({"spec": {"selector": {COLOR_LABEL: color.map(Color::as_str)}}});
     if let Some(guard) = guard {
         patch["metadata"] = json!({
@@ -264,12 +271,27 @@ async fn patch_color(
             "annotations": {SWITCH_MARK: guard.mark},
         });
     }
-    api.patch(
-        name,
-        &PatchParams::apply(SWITCH_MANAGER).validation_strict(),
-        &Patch::Merge(&patch),
-    )
+    let params = PatchParams::apply(SWITCH_MANAGER).validation_strict();
+    let patch = Patch::Merge(&patch);
+    retrying("patch a Service's selector", || {
+        api.patch(name, &params, &patch)
+    })
     .await
+}
+
+/// Whether `name` already selects `to` and carries `mark`.
+async fn already_moved(api: &Api<Service>, name: &str, to: Option<Color>, mark: &str) -> bool {
+    let Ok(service) = retrying("read a Service", || api.get(name)).await else {
+        return false;
+    };
+    let value = serde_json::to_value(&service).unwrap_or_default();
+    let marked = service
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(SWITCH_MARK))
+        .is_some_and(|m| m == mark);
+    marked && selected_color(name, &value).ok().flatten() == to
 }
 
 /// An id telling one switch from another: the time and this process.

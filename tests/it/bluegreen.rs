@@ -10,7 +10,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube_sim::{ImageBehavior, KubeSim, SimOptions};
+use kube_sim::{FaultRule, ImageBehavior, KubeSim, SimOptions};
 use serde_json::json;
 
 use crate::support::{Run, repo_root};
@@ -77,7 +77,10 @@ impl Invariant {
             }
             "Pod" => {
                 let ready = !deleted
-                    && change.object.pointer("/metadata/deletionTimestamp").is_none()
+                    && change
+                        .object
+                        .pointer("/metadata/deletionTimestamp")
+                        .is_none()
                     && change
                         .object
                         .pointer("/status/conditions")
@@ -107,10 +110,7 @@ impl Invariant {
             } else if self.violating.insert(service.clone()) {
                 self.violations.push(format!(
                     "rv {}: {} {}/{} left Service {service} selecting {color} with no ready Pod",
-                    change.resource_version,
-                    change.kind,
-                    change.namespace,
-                    change.name
+                    change.resource_version, change.kind, change.namespace, change.name
                 ));
             }
         }
@@ -119,7 +119,7 @@ impl Invariant {
 
 struct Bed {
     invariant: std::sync::Arc<std::sync::Mutex<Invariant>>,
-    _sim: KubeSim,
+    sim: KubeSim,
     dir: tempfile::TempDir,
     kubeconfig: PathBuf,
     client: kube::Client,
@@ -149,7 +149,7 @@ async fn bed() -> Bed {
         .unwrap();
     Bed {
         invariant,
-        _sim: sim,
+        sim,
         dir,
         kubeconfig,
         client,
@@ -729,4 +729,53 @@ async fn a_switch_left_halfway_is_undone_by_the_next_run() {
     // Undone back to green, then this deploy went to blue.
     assert_eq!(bed.routing().await, all_on("blue"));
     assert!(bed.backend_image("blue").await.ends_with(&"31".repeat(32)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_faults_on_every_verb_leave_traffic_on_a_ready_color() {
+    let bed = bed().await;
+    let (url, _) = crate::deploy::http_server(200).await;
+    let config = bed.pipeline(&url, &url);
+    assert_code(
+        &bed.deploy(&config, &images(0x10, "ghcr.io/jisu/platform"))
+            .await,
+        0,
+    );
+    let mut outcomes = Vec::new();
+    for round in 0..6u8 {
+        // One request in five, of every verb, fails: half with 500, half with 503.
+        bed.sim.faults().add(FaultRule::error(500).probability(0.1));
+        bed.sim.faults().add(FaultRule::error(503).probability(0.1));
+        let run = bed
+            .deploy(&config, &images(0x20 + 2 * round, "ghcr.io/jisu/platform"))
+            .await;
+        bed.sim.faults().clear();
+        assert!(
+            [0, 1].contains(&run.code),
+            "round {round}: exit {}\n{}",
+            run.code,
+            run.stderr
+        );
+        outcomes.push(run.code);
+        // Whatever happened, every routed Service selects a color with ready Pods.
+        for (service, color) in bed.routing().await {
+            let color = color.unwrap_or_else(|| panic!("round {round}: {service} has no color"));
+            let live = bed.deployment(&format!("{service}-{color}")).await.unwrap();
+            let ready = live.status.and_then(|s| s.ready_replicas).unwrap_or(0);
+            assert!(
+                ready > 0,
+                "round {round}: {service} selects {color}, which has no ready Pod"
+            );
+        }
+        if run.code == 0 {
+            let live = bed.routing().await["backend"].clone().unwrap();
+            assert!(
+                bed.backend_image(&live)
+                    .await
+                    .ends_with(&format!("{:02x}", 0x21 + 2 * round).repeat(32)),
+                "round {round}: a successful deploy's images are live"
+            );
+        }
+    }
+    println!("deploys under 20% API faults: exit codes {outcomes:?}");
 }
