@@ -103,6 +103,8 @@ fn every_offered_command_runs() {
             "image build",
             "promote",
             "deploy",
+            "rollback",
+            "status",
             "image prune"
         ]
     );

@@ -19,6 +19,7 @@ use crate::support::registry_server::RegistryServer;
 
 const SHA: &str = "5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e";
 const NS: &str = "team-staging";
+const PROD: &str = "team-prod";
 
 /// A checkout of a team's own service: two components (FROM scratch), manifests with the
 /// placeholders, and a gate that either passes or fails.
@@ -75,6 +76,7 @@ components:
   web: {{context: web, dockerfile: web/Dockerfile, port: 80}}
 environments:
   staging: {{branch: develop, namespace: {NS}, url: 'http://127.0.0.1:9', strategy: rolling, manifests: deploy, rollout_timeout: 2m}}
+  production: {{branch: main, namespace: {PROD}, url: 'http://127.0.0.1:9', strategy: blue-green, manifests: deploy, rollout_timeout: 2m, blue_green: {{verify_for: 1s}}}}
 gates:
   lint:
     - {{name: style, run: {gate}}}
@@ -105,11 +107,13 @@ async fn bed(gate: &str) -> Bed {
     let kubeconfig = dir.path().join("kubeconfig");
     sim.write_kubeconfig(&kubeconfig).unwrap();
     let client = kube::Client::try_from(kube::Config::new(sim.url().parse().unwrap())).unwrap();
-    let namespace = serde_json::from_value(json!({"metadata": {"name": NS}})).unwrap();
-    Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &namespace)
-        .await
-        .unwrap();
+    for name in [NS, PROD] {
+        let namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .unwrap();
+    }
     Bed {
         registry,
         sim,
@@ -404,4 +408,72 @@ fn a_dry_run_prints_the_plan_and_contacts_nothing() {
         "registry contacted"
     );
     assert_eq!(cluster_hits.load(Ordering::SeqCst), 0, "cluster contacted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatch_promotion_deploys_exactly_the_promoted_digests_blue_green() {
+    let bed = bed("[\"true\"]").await;
+    // The push to develop builds and pushes SHA's images (and deploys staging).
+    let (pushed, _) = bed.run(&[]);
+    assert_eq!(pushed.code, 0, "{}", pushed.stderr);
+    let built = bed.deployment_images().await;
+    assert_eq!(built.len(), 2);
+    let run = jisu(
+        &[
+            "run",
+            "--config",
+            bed.config.to_str().unwrap(),
+            "--workspace",
+            bed.dir.path().to_str().unwrap(),
+            "--event-name",
+            "workflow_dispatch",
+            "--ref",
+            "refs/heads/main",
+            "--input",
+            "operation=promote",
+            "--input",
+            "environment=production",
+            "--input",
+            &format!("sha={SHA}"),
+            "--kubeconfig",
+            bed.kubeconfig.to_str().unwrap(),
+            "--check-interval",
+            "100ms",
+        ],
+        &[],
+    );
+    assert_eq!(
+        run.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    let deployments: Api<Deployment> = Api::namespaced(bed.client.clone(), PROD);
+    let mut promoted = Vec::new();
+    for name in ["api-blue", "web-blue"] {
+        let deployment = deployments.get(name).await.unwrap();
+        let spec = deployment.spec.unwrap().template.spec.unwrap();
+        promoted.push(spec.containers[0].image.clone().unwrap());
+    }
+    assert_eq!(
+        promoted, built,
+        "production runs the very digests that were built"
+    );
+    assert!(promoted.iter().all(|image| image.contains("@sha256:")));
+    let services: Api<k8s_openapi::api::core::v1::Service> =
+        Api::namespaced(bed.client.clone(), PROD);
+    for name in ["api", "web"] {
+        let selector = services
+            .get(name)
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .selector
+            .unwrap();
+        assert_eq!(
+            selector.get("color").map(String::as_str),
+            Some("blue"),
+            "{name}"
+        );
+    }
 }
