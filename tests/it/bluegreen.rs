@@ -32,7 +32,8 @@ fn images(tag: u8, backend_repository: &str) -> Vec<String> {
 }
 
 /// The invariant every scenario is watched for, on every change the simulator stores: no
-/// routed Service ever selects a color with zero ready Pods.
+/// routed Service ever selects a color with zero ready Pods, and one that has served never
+/// stops (an adopted, un-colored Service included).
 #[derive(Default)]
 struct Invariant {
     /// Routed Service -> its selector.
@@ -43,6 +44,8 @@ struct Invariant {
     changes: usize,
     /// Services in violation now (a violation is recorded when one enters it).
     violating: std::collections::BTreeSet<String>,
+    /// Services that have had a ready Pod.
+    served: std::collections::BTreeSet<String>,
     /// Each violation: the change, the Service and what it selected.
     violations: Vec<String>,
 }
@@ -95,9 +98,9 @@ impl Invariant {
             _ => return,
         }
         for (service, selector) in &self.services {
-            let Some(color) = selector.get("color") else {
-                continue;
-            };
+            // An un-colored selector (before the first switch, or an adopted Service)
+            // must keep serving once it has served.
+            let color = selector.get("color").map_or("no color", String::as_str);
             let ready = self
                 .pods
                 .values()
@@ -105,9 +108,11 @@ impl Invariant {
                     *ready && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
                 })
                 .count();
+            let watched = selector.contains_key("color") || self.served.contains(service);
             if ready > 0 {
                 self.violating.remove(service);
-            } else if self.violating.insert(service.clone()) {
+                self.served.insert(service.clone());
+            } else if watched && self.violating.insert(service.clone()) {
                 self.violations.push(format!(
                     "rv {}: {} {}/{} left Service {service} selecting {color} with no ready Pod",
                     change.resource_version, change.kind, change.namespace, change.name
@@ -160,7 +165,19 @@ impl Bed {
     /// A pipeline file whose production environment is blue-green on `k8s/app`, with its
     /// public URL and preview URL served by the given check servers.
     fn pipeline(&self, public: &str, preview: &str) -> PathBuf {
+        self.pipeline_with("blue-green", public, preview)
+    }
+
+    /// The same pipeline file with another strategy for production.
+    fn pipeline_with(&self, strategy: &str, public: &str, preview: &str) -> PathBuf {
         let path = self.dir.path().join("pipeline.yml");
+        let blue_green = if strategy == "blue-green" {
+            format!(
+                "    blue_green: {{preview_url: {preview}, verify_for: 1s, keep_previous_for: 1h}}\n"
+            )
+        } else {
+            String::new()
+        };
         std::fs::write(
             &path,
             format!(
@@ -174,13 +191,12 @@ environments:
     branch: main
     namespace: {NS}
     url: {public}
-    strategy: blue-green
+    strategy: {strategy}
     manifests: k8s/app
     rollout_timeout: 2m
     checks:
       - {{name: backend health, url: /api/health, retries: 2, timeout: 2s}}
-    blue_green: {{preview_url: {preview}, verify_for: 1s, keep_previous_for: 1h}}
-"#
+{blue_green}"#
             ),
         )
         .unwrap();
@@ -778,4 +794,53 @@ async fn api_faults_on_every_verb_leave_traffic_on_a_ready_color() {
         }
     }
     println!("deploys under 20% API faults: exit codes {outcomes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn un_colored_deployments_are_adopted_without_downtime() {
+    let bed = bed().await;
+    let (url, _) = crate::deploy::http_server(200).await;
+    // Today's production: plain `frontend` and `backend`, deployed rolling.
+    let rolling = bed.pipeline_with("rolling", &url, &url);
+    assert_code(
+        &bed.deploy(&rolling, &images(0x10, "ghcr.io/jisu/platform"))
+            .await,
+        0,
+    );
+    assert!(bed.deployment("backend").await.is_some());
+    assert_eq!(
+        bed.routing().await,
+        ROUTED.iter().map(|s| ((*s).to_owned(), None)).collect()
+    );
+    // The first blue-green deploy creates the colors beside them and moves traffic.
+    let blue_green = bed.pipeline(&url, &url);
+    let first = bed
+        .deploy(&blue_green, &images(0x20, "ghcr.io/jisu/platform"))
+        .await;
+    assert_code(&first, 0);
+    assert_eq!(bed.routing().await, all_on("blue"));
+    // The old Deployments are untouched (their selectors are immutable) and kept until the
+    // rollback window has passed.
+    let old = bed.deployment("backend").await.unwrap();
+    assert!(
+        !old.spec
+            .clone()
+            .unwrap()
+            .selector
+            .match_labels
+            .unwrap()
+            .contains_key("color"),
+        "the old selector is never mutated"
+    );
+    assert!(
+        old.metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key("jisu.dev/scale-down-after")
+    );
+    let invariant = bed.invariant.lock().unwrap();
+    assert!(
+        invariant.served.contains("backend"),
+        "the watch saw the adopted Service serve"
+    );
 }
