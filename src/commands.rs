@@ -31,7 +31,7 @@ pub fn run(cli: &Cli, runner: Runner) -> Result<()> {
     let kubeconfig = match &cli.command {
         Command::Run(args) => args.cluster.kubeconfig.as_deref(),
         Command::Deploy(args) => args.cluster.kubeconfig.as_deref(),
-        Command::Rollback(args) => args.cluster.kubeconfig.as_deref(),
+        Command::Rollback(args) | Command::Switch(args) => args.cluster.kubeconfig.as_deref(),
         Command::Status(args) => args.cluster.kubeconfig.as_deref(),
         Command::Image(ImageCommand::Prune(args)) => args.cluster.kubeconfig.as_deref(),
         _ => None,
@@ -42,7 +42,8 @@ pub fn run(cli: &Cli, runner: Runner) -> Result<()> {
         Command::Run(args) => run_command(&session, args),
         Command::Deploy(args) => deploy(&session, args),
         Command::Promote(args) => promote(&session, args),
-        Command::Rollback(args) => rollback(&session, args),
+        Command::Rollback(args) => dispatch_operation(&session, "rollback", args),
+        Command::Switch(args) => dispatch_operation(&session, "switch", args),
         Command::Status(args) => status(&session, args),
         Command::Image(ImageCommand::Tags(args)) => image_tags(&session, args),
         Command::Image(ImageCommand::Retag(args)) => image_retag(&session, args),
@@ -327,22 +328,25 @@ fn promote(session: &Session, args: &PromoteArgs) -> Result<()> {
     failed(&report)
 }
 
-fn rollback(session: &Session, args: &RollbackArgs) -> Result<()> {
+/// `rollback` and `switch`: the `<operation>-<env>` job of a workflow_dispatch asking
+/// for that operation.
+fn dispatch_operation(session: &Session, operation: &str, args: &RollbackArgs) -> Result<()> {
     let pipeline = session.pipeline()?;
+    environment(session, &args.environment)?;
     let mut sources = synthetic(
         session,
         "workflow_dispatch",
         format!("refs/heads/{}", pipeline.default_branch),
     );
     sources.inputs = [
-        ("operation", "rollback"),
+        ("operation", operation),
         ("environment", args.environment.as_str()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     let plan = plan_for(session, &sources)?;
-    let job = format!("rollback-{}", args.environment);
+    let job = format!("{operation}-{}", args.environment);
     the_job(&plan, &job, "--environment")?;
     let settings = settings(
         &RegistryFlags::default(),

@@ -135,6 +135,11 @@ pub struct DeployFlags {
     /// this while held): a run that was killed blocks the next one at most this long.
     #[arg(long, value_name = "DURATION", value_parser = HumanDuration::parse, default_value = "60s")]
     pub lock_lease: HumanDuration,
+
+    /// Blue-green: deploy the idle color and run its preview checks, but leave traffic on
+    /// the live color (a manual gate); `jisu-deploy switch` moves it later.
+    #[arg(long)]
+    pub no_switch: bool,
 }
 
 /// Where versions are listed and deleted.

@@ -80,6 +80,10 @@ pub enum Command {
     /// `operation: rollback`): blue-green routes back to the previous color, which was kept
     /// running, after checking it has ready Pods, then verifies as a deploy does.
     Rollback(RollbackArgs),
+    /// Move a blue-green environment's traffic to the idle color a `deploy --no-switch`
+    /// left ready (the `switch-<env>` job of a workflow_dispatch `operation: switch`),
+    /// verified as a deploy's switch is; the previous color is kept for rollback.
+    Switch(RollbackArgs),
     /// Show what runs in an environment: the live color and since when, each Deployment's
     /// commit, images and ready Pods, the previous color and until when it is kept, and
     /// who holds the deploy lock. Reads only.
@@ -202,10 +206,10 @@ pub struct DeployArgs {
     pub deploy: DeployFlags,
 }
 
-/// `rollback` flags.
+/// `rollback` and `switch` flags.
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
-    /// The environment to roll back (an environment of the pipeline file).
+    /// The environment (an environment of the pipeline file).
     #[arg(long, env = "INPUT_ENVIRONMENT", value_name = "NAME")]
     pub environment: String,
 

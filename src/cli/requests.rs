@@ -96,6 +96,7 @@ impl From<&DeployFlags> for DeployOptions {
             check_interval: flags.check_interval.0,
             lock_timeout: Some(flags.lock_timeout.0),
             lock_lease: Some(flags.lock_lease.0),
+            no_switch: flags.no_switch,
         }
     }
 }

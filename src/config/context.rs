@@ -65,6 +65,12 @@ pub enum DispatchRequest {
         /// Target environment.
         environment: String,
     },
+    /// Move a blue-green `environment`'s traffic to the color a `deploy --no-switch`
+    /// left beside the live one (the manual gate).
+    Switch {
+        /// Target environment.
+        environment: String,
+    },
 }
 
 /// The event, with what each kind needs.
@@ -360,18 +366,19 @@ fn dispatch(
             }
         }
         Some("rollback") => DispatchRequest::Rollback { environment },
+        Some("switch") => DispatchRequest::Switch { environment },
         Some(other) => {
             return Err(InputError::new(
                 &where_inputs,
                 Some("operation"),
-                format!("operation `{other}` is not known; use `promote` or `rollback`"),
+                format!("operation `{other}` is not known; use `promote`, `rollback` or `switch`"),
             ));
         }
         None => {
             return Err(InputError::new(
                 &where_inputs,
                 Some("operation"),
-                "workflow_dispatch needs input `operation`: `promote` or `rollback`",
+                "workflow_dispatch needs input `operation`: `promote`, `rollback` or `switch`",
             ));
         }
     };

@@ -59,6 +59,11 @@ fn describe(color: Option<Color>) -> String {
 }
 
 impl BlueGreen {
+    /// Whether this job has switched traffic.
+    pub fn has_switched(&self) -> bool {
+        self.switched.is_some()
+    }
+
     /// The live color read by the `live-color` step.
     pub fn live(&self) -> anyhow::Result<Option<Color>> {
         self.live
@@ -180,7 +185,7 @@ impl BlueGreen {
                 InputError::new(
                     format!("namespace {namespace}"),
                     None,
-                    "no color is live yet: there is nothing to roll back to",
+                    "no color is live yet: there is no other color to switch or roll back to",
                 )
             })?;
             self.warm_up(kube, server, namespace, live, to, timeout)
@@ -223,7 +228,7 @@ impl BlueGreen {
                 return Err(InputError::new(
                     format!("namespace {namespace}"),
                     None,
-                    format!("there is no previous color to roll back to: Deployment `{name}` does not exist"),
+                    format!("there is no other color to switch or roll back to: Deployment `{name}` does not exist"),
                 )
                 .into());
             };

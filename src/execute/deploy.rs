@@ -241,6 +241,19 @@ impl DeployState {
                 let kube = self.client(context).await?;
                 self.blue_green.read_live(&kube, namespace).await
             }
+            Action::SwitchTraffic { namespace, .. } if options.no_switch => {
+                Ok(Done::Skipped(format!(
+                    "--no-switch: the idle color {} stays beside the live one in {namespace}; `jisu-deploy switch` moves traffic to it",
+                    self.blue_green.idle()?
+                )))
+            }
+            Action::VerifyAfterSwitch { .. } | Action::KeepPreviousColor { .. }
+                if options.no_switch && !self.blue_green.has_switched() =>
+            {
+                Ok(Done::Skipped(
+                    "--no-switch: nothing was switched".to_owned(),
+                ))
+            }
             Action::SwitchTraffic { namespace, .. } => {
                 if context.preview {
                     return Ok(Done::Skipped(format!(

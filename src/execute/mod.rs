@@ -44,6 +44,8 @@ pub struct DeployOptions {
     pub lock_timeout: Option<Duration>,
     /// How long the lock stays claimed without renewal [default: 60 s].
     pub lock_lease: Option<Duration>,
+    /// Blue-green: deploy and check the idle color, but leave traffic where it is.
+    pub no_switch: bool,
 }
 
 /// How long a `lock` step waits for another run's lock when `--lock-timeout` is not given.

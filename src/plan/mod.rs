@@ -391,7 +391,8 @@ pub fn build(
         Event::WorkflowDispatch { request, .. } => {
             let environment = match request {
                 DispatchRequest::Promote { environment, .. }
-                | DispatchRequest::Rollback { environment } => environment,
+                | DispatchRequest::Rollback { environment }
+                | DispatchRequest::Switch { environment } => environment,
             };
             let Some(env) = pipeline.environments.get(environment) else {
                 let known: Vec<&str> = pipeline.environments.keys().map(String::as_str).collect();
@@ -424,6 +425,10 @@ pub fn build(
                 DispatchRequest::Rollback { .. } => {
                     plan.jobs
                         .push(steps::rollback_job(pipeline, environment, env))
+                }
+                DispatchRequest::Switch { .. } => {
+                    plan.jobs
+                        .push(steps::switch_job(pipeline, environment, env))
                 }
             }
         }

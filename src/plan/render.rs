@@ -50,6 +50,9 @@ pub fn headline_event(plan: &Plan) -> String {
             DispatchRequest::Rollback { environment } => {
                 format!("workflow_dispatch: roll back {environment}")
             }
+            DispatchRequest::Switch { environment } => {
+                format!("workflow_dispatch: switch {environment} to its idle color")
+            }
         },
         Event::Schedule { cron: Some(cron) } => format!("schedule `{cron}`"),
         Event::Schedule { cron: None } => "schedule".to_owned(),

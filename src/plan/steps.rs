@@ -523,6 +523,79 @@ pub(super) fn rollback_job(pipeline: &Pipeline, env_name: &str, env: &Environmen
     job(&id, &[], Some(env_name), decision, steps)
 }
 
+/// `switch-<env>`: traffic moves to the color a `deploy --no-switch` left ready beside
+/// the live one, verified as a deploy's switch is; blue-green environments only.
+pub(super) fn switch_job(pipeline: &Pipeline, env_name: &str, env: &Environment) -> Job {
+    let ns = env.namespace.clone();
+    let id = format!("switch-{env_name}");
+    if env.strategy != Strategy::BlueGreen {
+        let decision = Decision::skip(format!(
+            "`{env_name}` deploys rolling: there is no idle color to switch to"
+        ));
+        return job(&id, &[], Some(env_name), decision, Vec::new());
+    }
+    let bg = env.blue_green.clone().unwrap_or_else(default_blue_green);
+    let services = workloads(pipeline);
+    let steps = vec![
+        step(
+            "lock",
+            Decision::run("one deploy per environment at a time"),
+            Action::AcquireLock {
+                namespace: ns.clone(),
+                lease: lease(env_name),
+            },
+        ),
+        step(
+            "live-color",
+            Decision::run("the live color is read from the Services' selectors"),
+            Action::ReadLiveColor {
+                namespace: ns.clone(),
+                services: services.clone(),
+            },
+        ),
+        step(
+            "switch",
+            Decision::run(
+                "patch only the color key of every routed Service; refused if the idle color has no ready pods",
+            ),
+            Action::SwitchTraffic {
+                namespace: ns.clone(),
+                services,
+                to: ColorRole::Idle,
+            },
+        ),
+        step(
+            "verify",
+            Decision::run(format!(
+                "watch endpoints and health for {}; switch back automatically on failure",
+                bg.verify_for
+            )),
+            Action::VerifyAfterSwitch {
+                base_url: env.url.clone(),
+                checks: env.checks.clone(),
+                watch_for: bg.verify_for.to_string(),
+            },
+        ),
+        step(
+            "keep-previous",
+            Decision::run(format!(
+                "the previous color keeps running so a rollback is one selector patch; scaled down after {}",
+                bg.keep_previous_for
+            )),
+            Action::KeepPreviousColor {
+                namespace: ns.clone(),
+                scale_down_after: bg.keep_previous_for.to_string(),
+            },
+        ),
+        record_step(env_name, env),
+        unlock_step(env_name, env),
+    ];
+    let decision = Decision::run(format!(
+        "workflow_dispatch asked to switch {env_name} to its idle color"
+    ));
+    job(&id, &[], Some(env_name), decision, steps)
+}
+
 /// `prune` and `backup`, each when its cron fired (or when the cron is not known).
 pub(super) fn scheduled_jobs(pipeline: &Pipeline, fired: Option<&str>) -> Vec<Job> {
     let due = |what: &str, schedule: &str| match fired {

@@ -422,6 +422,38 @@ fn a_dispatched_rollback_of_a_rolling_environment_redeploys_the_previous_revisio
 }
 
 #[test]
+fn a_dispatched_switch_moves_a_blue_green_environment_and_skips_a_rolling_one() {
+    let switch = |environment: &str| {
+        let ctx = context(
+            "workflow_dispatch",
+            "refs/heads/main",
+            &[("operation", "switch"), ("environment", environment)],
+        );
+        plan(PIPELINE, &ctx)
+    };
+    let production = switch("production");
+    assert_eq!(job_ids(&production), ["switch-production"]);
+    let job_ = job(&production, "switch-production");
+    assert!(job_.decision.runs);
+    assert_eq!(
+        step_ids(job_),
+        [
+            "lock",
+            "live-color",
+            "switch",
+            "verify",
+            "keep-previous",
+            "record",
+            "unlock"
+        ]
+    );
+    let staging = switch("staging");
+    let skipped = job(&staging, "switch-staging");
+    assert!(!skipped.decision.runs);
+    assert!(skipped.decision.reason.contains("deploys rolling"));
+}
+
+#[test]
 fn a_blue_green_deploy_switches_between_colors() {
     let plan = plan(PIPELINE, &context("push", "refs/heads/main", &[]));
     let deploy = job(&plan, "deploy-production");

@@ -104,6 +104,7 @@ fn every_offered_command_runs() {
             "promote",
             "deploy",
             "rollback",
+            "switch",
             "status",
             "image prune"
         ]

@@ -844,3 +844,42 @@ async fn un_colored_deployments_are_adopted_without_downtime() {
         "the watch saw the adopted Service serve"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_no_switch_then_switch_is_a_manual_gate() {
+    let bed = bed().await;
+    let (url, _) = crate::deploy::http_server(200).await;
+    let config = bed.pipeline(&url, &url);
+    assert_code(
+        &bed.deploy(&config, &images(0x10, "ghcr.io/jisu/platform"))
+            .await,
+        0,
+    );
+    let mut gated = images(0x20, "ghcr.io/jisu/platform");
+    gated.push("--no-switch".into());
+    let staged = bed.deploy(&config, &gated).await;
+    assert_code(&staged, 0);
+    assert!(staged.stdout.contains("--no-switch"), "{}", staged.stdout);
+    // Green is up and checked beside blue; traffic has not moved.
+    assert_eq!(bed.routing().await, all_on("blue"));
+    assert!(bed.backend_image("green").await.ends_with(&"21".repeat(32)));
+    let switched = bed.jisu(&config, vec!["switch".into()]).await;
+    assert_code(&switched, 0);
+    assert_eq!(bed.routing().await, all_on("green"));
+    let blue = bed.deployment("backend-blue").await.unwrap();
+    assert!(
+        blue.metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key("jisu.dev/scale-down-after")
+    );
+    // A rolling environment has nothing to switch.
+    let rolling = bed.pipeline_with("rolling", &url, &url);
+    let refused = bed.jisu(&rolling, vec!["switch".into()]).await;
+    assert_code(&refused, 2);
+    assert!(
+        refused.stderr.contains("deploys rolling"),
+        "{}",
+        refused.stderr
+    );
+}
