@@ -31,7 +31,9 @@ pub fn run(cli: &Cli, runner: Runner) -> Result<()> {
     let kubeconfig = match &cli.command {
         Command::Run(args) => args.cluster.kubeconfig.as_deref(),
         Command::Deploy(args) => args.cluster.kubeconfig.as_deref(),
-        Command::Rollback(args) | Command::Switch(args) => args.cluster.kubeconfig.as_deref(),
+        Command::Rollback(args) | Command::Switch(args) | Command::Cleanup(args) => {
+            args.cluster.kubeconfig.as_deref()
+        }
         Command::Status(args) => args.cluster.kubeconfig.as_deref(),
         Command::Image(ImageCommand::Prune(args)) => args.cluster.kubeconfig.as_deref(),
         _ => None,
@@ -44,6 +46,7 @@ pub fn run(cli: &Cli, runner: Runner) -> Result<()> {
         Command::Promote(args) => promote(&session, args),
         Command::Rollback(args) => dispatch_operation(&session, "rollback", args),
         Command::Switch(args) => dispatch_operation(&session, "switch", args),
+        Command::Cleanup(args) => cleanup(&session, args),
         Command::Status(args) => status(&session, args),
         Command::Image(ImageCommand::Tags(args)) => image_tags(&session, args),
         Command::Image(ImageCommand::Retag(args)) => image_retag(&session, args),
@@ -345,8 +348,25 @@ fn dispatch_operation(session: &Session, operation: &str, args: &RollbackArgs) -
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
-    let plan = plan_for(session, &sources)?;
-    let job = format!("{operation}-{}", args.environment);
+    environment_job(session, &sources, operation, args)
+}
+
+/// `cleanup`: the `cleanup-<env>` job of a scheduled run.
+fn cleanup(session: &Session, args: &RollbackArgs) -> Result<()> {
+    environment(session, &args.environment)?;
+    let sources = synthetic(session, "schedule", String::new());
+    environment_job(session, &sources, "cleanup", args)
+}
+
+/// Runs the `<kind>-<env>` job of the plan for `sources`.
+fn environment_job(
+    session: &Session,
+    sources: &ContextSources,
+    kind: &str,
+    args: &RollbackArgs,
+) -> Result<()> {
+    let plan = plan_for(session, sources)?;
+    let job = format!("{kind}-{}", args.environment);
     the_job(&plan, &job, "--environment")?;
     let settings = settings(
         &RegistryFlags::default(),

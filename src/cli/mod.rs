@@ -84,6 +84,10 @@ pub enum Command {
     /// left ready (the `switch-<env>` job of a workflow_dispatch `operation: switch`),
     /// verified as a deploy's switch is; the previous color is kept for rollback.
     Switch(RollbackArgs),
+    /// Scale down a blue-green environment's previous color once it is past
+    /// `keep_previous_for` (its HPA lowered first) and delete adopted un-colored
+    /// Deployments past theirs: the `cleanup-<env>` job every scheduled run has.
+    Cleanup(RollbackArgs),
     /// Show what runs in an environment: the live color and since when, each Deployment's
     /// commit, images and ready Pods, the previous color and until when it is kept, and
     /// who holds the deploy lock. Reads only.
@@ -206,7 +210,7 @@ pub struct DeployArgs {
     pub deploy: DeployFlags,
 }
 
-/// `rollback` and `switch` flags.
+/// `rollback`, `switch` and `cleanup` flags.
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
     /// The environment (an environment of the pipeline file).

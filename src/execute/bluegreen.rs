@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::Api;
-use kube::api::{Patch, PatchParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 
@@ -239,6 +240,7 @@ impl BlueGreen {
                     .unwrap_or(1)
                     .max(1);
                 merge_deployment(&api, &name, json!({"spec": {"replicas": size}})).await?;
+                restore_autoscalers(kube, namespace, &name).await?;
                 scaled.push(name);
             }
         }
@@ -333,6 +335,60 @@ impl BlueGreen {
         run_checks().await
     }
 
+    /// Scales down what has been kept long enough: the previous color's Deployments whose
+    /// `scale-down-after` time has passed (their HPAs lowered first, so they do not scale
+    /// them back up; the old bounds are kept in annotations for a rollback to restore), and
+    /// adopted un-colored Deployments past theirs, deleted with their HPAs. What is live or
+    /// still inside its keep time is left alone.
+    pub async fn cleanup(&self, kube: &kube::Client, namespace: &str) -> anyhow::Result<Done> {
+        let Some(live) = self.live()? else {
+            return Ok(Done::Skipped(format!(
+                "no color is live in {namespace} yet; nothing to clean up"
+            )));
+        };
+        let api: Api<Deployment> = Api::namespaced(kube.clone(), namespace);
+        let now = jiff::Timestamp::now();
+        let due = |deployment: &Deployment| -> Option<bool> {
+            let at = deployment
+                .metadata
+                .annotations
+                .as_ref()?
+                .get(SCALE_DOWN_AFTER)?;
+            Some(at.parse::<jiff::Timestamp>().ok()? <= now)
+        };
+        let (mut scaled, mut deleted, mut kept) = (Vec::new(), Vec::new(), Vec::new());
+        for base in &self.layout.workloads {
+            let previous = live.other().name(base);
+            if let Some(deployment) = get_deployment(&api, &previous).await? {
+                let running = deployment.spec.as_ref().and_then(|s| s.replicas) != Some(0);
+                match due(&deployment) {
+                    Some(true) if running => {
+                        lower_autoscalers(kube, namespace, &previous).await?;
+                        merge_deployment(&api, &previous, json!({"spec": {"replicas": 0}})).await?;
+                        scaled.push(previous);
+                    }
+                    Some(false) if running => kept.push(previous),
+                    _ => {}
+                }
+            }
+            // An adopted un-colored Deployment: no Service selects it once a color is live.
+            if let Some(deployment) = get_deployment(&api, base).await?
+                && due(&deployment) == Some(true)
+            {
+                delete_autoscalers(kube, namespace, base).await?;
+                let params = DeleteParams::default();
+                retrying("delete a Deployment", || api.delete(base, &params)).await?;
+                deleted.push(base.clone());
+            }
+        }
+        info!(scaled = %scaled.join(", "), deleted = %deleted.join(", "), kept = %kept.join(", "), "cleanup");
+        Ok(Done::Ran(BTreeMap::from([
+            ("scaled_down".to_owned(), scaled.join(",")),
+            ("deleted".to_owned(), deleted.join(",")),
+            ("kept".to_owned(), kept.join(",")),
+        ])))
+    }
+
     /// Leaves the previous color running and marks its Deployments with the time after
     /// which they may be scaled down.
     pub async fn keep_previous(
@@ -378,14 +434,116 @@ async fn get_deployment(
     retrying("read a Deployment", || api.get_opt(name)).await
 }
 
-/// A merge patch (idempotent, so retried) by the switch's field manager.
+/// A merge patch of a Deployment (idempotent, so retried).
 async fn merge_deployment(
     api: &Api<Deployment>,
     name: &str,
     patch: Value,
 ) -> Result<(), CallError> {
+    merge(api, name, patch).await
+}
+
+/// Annotations keeping an HPA's bounds while it is lowered for a scaled-down color.
+const HELD_MIN: &str = "jisu.dev/held-min-replicas";
+const HELD_MAX: &str = "jisu.dev/held-max-replicas";
+
+/// The HPAs scaling Deployment `target`.
+async fn autoscalers_of(
+    kube: &kube::Client,
+    namespace: &str,
+    target: &str,
+) -> Result<Vec<HorizontalPodAutoscaler>, CallError> {
+    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(kube.clone(), namespace);
+    let params = ListParams::default();
+    let all = retrying("list HPAs", || api.list(&params)).await?;
+    Ok(all
+        .items
+        .into_iter()
+        .filter(|hpa| {
+            hpa.spec.as_ref().is_some_and(|s| {
+                s.scale_target_ref.kind == "Deployment" && s.scale_target_ref.name == target
+            })
+        })
+        .collect())
+}
+
+/// Lowers every HPA of `target` to one replica, keeping its bounds in annotations (with
+/// the Deployment at zero replicas the HPA then stays idle instead of scaling it back up).
+async fn lower_autoscalers(
+    kube: &kube::Client,
+    namespace: &str,
+    target: &str,
+) -> Result<(), CallError> {
+    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(kube.clone(), namespace);
+    for hpa in autoscalers_of(kube, namespace, target).await? {
+        let name = hpa.metadata.name.clone().unwrap_or_default();
+        let spec = hpa.spec.unwrap_or_default();
+        let held = hpa.metadata.annotations.unwrap_or_default();
+        // Lowered already (a re-run): keep the bounds recorded the first time.
+        let min = held
+            .get(HELD_MIN)
+            .cloned()
+            .unwrap_or_else(|| spec.min_replicas.unwrap_or(1).to_string());
+        let max = held
+            .get(HELD_MAX)
+            .cloned()
+            .unwrap_or_else(|| spec.max_replicas.to_string());
+        let patch = json!({
+            "metadata": {"annotations": {HELD_MIN: min, HELD_MAX: max}},
+            "spec": {"minReplicas": 1, "maxReplicas": 1},
+        });
+        merge(&api, &name, patch).await?;
+    }
+    Ok(())
+}
+
+/// Gives every lowered HPA of `target` its bounds back.
+async fn restore_autoscalers(
+    kube: &kube::Client,
+    namespace: &str,
+    target: &str,
+) -> Result<(), CallError> {
+    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(kube.clone(), namespace);
+    for hpa in autoscalers_of(kube, namespace, target).await? {
+        let name = hpa.metadata.name.clone().unwrap_or_default();
+        let held = hpa.metadata.annotations.unwrap_or_default();
+        let (Some(min), Some(max)) = (
+            held.get(HELD_MIN).and_then(|v| v.parse::<i32>().ok()),
+            held.get(HELD_MAX).and_then(|v| v.parse::<i32>().ok()),
+        ) else {
+            continue;
+        };
+        let patch = json!({
+            "metadata": {"annotations": {HELD_MIN: null, HELD_MAX: null}},
+            "spec": {"minReplicas": min, "maxReplicas": max},
+        });
+        merge(&api, &name, patch).await?;
+    }
+    Ok(())
+}
+
+/// Deletes every HPA of `target`.
+async fn delete_autoscalers(
+    kube: &kube::Client,
+    namespace: &str,
+    target: &str,
+) -> Result<(), CallError> {
+    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(kube.clone(), namespace);
+    for hpa in autoscalers_of(kube, namespace, target).await? {
+        let name = hpa.metadata.name.clone().unwrap_or_default();
+        let params = DeleteParams::default();
+        retrying("delete an HPA", || api.delete(&name, &params)).await?;
+    }
+    Ok(())
+}
+
+/// A merge patch (idempotent, so retried) by the switch's field manager.
+async fn merge<K>(api: &Api<K>, name: &str, patch: Value) -> Result<(), CallError>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
     let params = PatchParams::apply(SWITCH_MANAGER);
     let patch = Patch::Merge(&patch);
-    retrying("patch a Deployment", || api.patch(name, &params, &patch)).await?;
+    retrying("patch", || api.patch(name, &params, &patch)).await?;
     Ok(())
 }

@@ -282,6 +282,13 @@ impl DeployState {
                     .verify(&kube, base_url, checks, watch_for.0, options.check_interval)
                     .await
             }
+            Action::CleanupColors { namespace, .. } => {
+                if context.preview {
+                    return Ok(Done::Skipped("dry run: nothing was scaled down".to_owned()));
+                }
+                let kube = self.client(context).await?;
+                self.blue_green.cleanup(&kube, namespace).await
+            }
             Action::KeepPreviousColor {
                 namespace,
                 scale_down_after,

@@ -227,7 +227,8 @@ impl<'s> Executor<'s> {
                     | Action::ReadLiveColor { .. }
                     | Action::SwitchTraffic { .. }
                     | Action::VerifyAfterSwitch { .. }
-                    | Action::KeepPreviousColor { .. } => {
+                    | Action::KeepPreviousColor { .. }
+                    | Action::CleanupColors { .. } => {
                         let key = (job.id.clone(), index);
                         let context = deploy::PrepareContext {
                             session: self.session,
@@ -425,7 +426,8 @@ impl<'s> Executor<'s> {
             | Action::ReadLiveColor { .. }
             | Action::SwitchTraffic { .. }
             | Action::VerifyAfterSwitch { .. }
-            | Action::KeepPreviousColor { .. } => {
+            | Action::KeepPreviousColor { .. }
+            | Action::CleanupColors { .. } => {
                 let context = deploy::RunContext {
                     session: self.session,
                     settings: &self.settings,

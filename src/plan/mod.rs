@@ -234,6 +234,14 @@ pub enum Action {
         /// Delay before scale-down.
         scale_down_after: String,
     },
+    /// Scale down the previous color once its `scale-down-after` time has passed (its HPA
+    /// lowered first), and delete adopted un-colored Deployments past theirs.
+    CleanupColors {
+        /// Namespace.
+        namespace: String,
+        /// Base Deployment names.
+        workloads: Vec<String>,
+    },
     /// Re-apply the revision recorded before the last deploy (rolling environments).
     RedeployPrevious {
         /// Namespace.

@@ -258,6 +258,15 @@ pub fn describe(action: &Action) -> Vec<String> {
                 "previous color in {namespace} scaled to 0 after {scale_down_after}"
             )]
         }
+        Action::CleanupColors {
+            namespace,
+            workloads,
+        } => {
+            vec![format!(
+                "the previous color of {} in {namespace} scaled to 0 once past its keep time; adopted un-colored Deployments deleted",
+                workloads.join(", ")
+            )]
+        }
         Action::RedeployPrevious {
             namespace,
             workloads,

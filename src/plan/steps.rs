@@ -596,6 +596,51 @@ pub(super) fn switch_job(pipeline: &Pipeline, env_name: &str, env: &Environment)
     job(&id, &[], Some(env_name), decision, steps)
 }
 
+/// `cleanup-<env>`: a blue-green environment's previous color scaled down once past
+/// `keep_previous_for`, between a lock and its release.
+pub(super) fn cleanup_job(
+    pipeline: &Pipeline,
+    env_name: &str,
+    env: &Environment,
+    decision: Decision,
+) -> Job {
+    let ns = env.namespace.clone();
+    let steps = vec![
+        step(
+            "lock",
+            Decision::run("one deploy per environment at a time"),
+            Action::AcquireLock {
+                namespace: ns.clone(),
+                lease: lease(env_name),
+            },
+        ),
+        step(
+            "live-color",
+            Decision::run("the live color is read from the Services' selectors, never assumed"),
+            Action::ReadLiveColor {
+                namespace: ns.clone(),
+                services: workloads(pipeline),
+            },
+        ),
+        step(
+            "cleanup",
+            Decision::run("only what is past its keep time and not live; its HPA is lowered first"),
+            Action::CleanupColors {
+                namespace: ns.clone(),
+                workloads: workloads(pipeline),
+            },
+        ),
+        unlock_step(env_name, env),
+    ];
+    job(
+        &format!("cleanup-{env_name}"),
+        &[],
+        Some(env_name),
+        decision,
+        steps,
+    )
+}
+
 /// `prune` and `backup`, each when its cron fired (or when the cron is not known).
 pub(super) fn scheduled_jobs(pipeline: &Pipeline, fired: Option<&str>) -> Vec<Job> {
     let due = |what: &str, schedule: &str| match fired {
@@ -652,6 +697,16 @@ pub(super) fn scheduled_jobs(pipeline: &Pipeline, fired: Option<&str>) -> Vec<Jo
             Decision::skip("no `retention` in the pipeline file"),
             Vec::new(),
         )),
+    }
+    for (env_name, env) in &pipeline.environments {
+        if env.strategy != Strategy::BlueGreen {
+            continue;
+        }
+        let decision = match &pipeline.retention {
+            Some(retention) => due("retention", &retention.schedule),
+            None => Decision::run("every scheduled run looks for colors past their keep time"),
+        };
+        jobs.push(cleanup_job(pipeline, env_name, env, decision));
     }
     match &pipeline.backup {
         Some(backup) => {

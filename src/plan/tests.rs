@@ -501,7 +501,22 @@ fn a_blue_green_deploy_switches_between_colors() {
 #[test]
 fn a_schedule_runs_the_job_whose_cron_fired() {
     let plan = plan(PIPELINE, &schedule("0 3 * * 0"));
-    assert_eq!(job_ids(&plan), ["prune", "backup"]);
+    assert_eq!(job_ids(&plan), ["prune", "cleanup-production", "backup"]);
+    // Cleanup of the blue-green environment rides on the retention schedule.
+    let cleanup = job(&plan, "cleanup-production");
+    assert!(cleanup.decision.runs, "{:?}", cleanup.decision);
+    assert_eq!(
+        step_ids(cleanup),
+        ["lock", "live-color", "cleanup", "unlock"]
+    );
+    let backup_day = build(
+        &pipeline(PIPELINE),
+        &schedule("0 2 * * *"),
+        false,
+        "test.yml",
+    )
+    .unwrap();
+    assert_skipped(job(&backup_day, "cleanup-production"), "0 3 * * 0");
     let prune = job(&plan, "prune");
     assert!(prune.decision.runs, "{:?}", prune.decision);
     assert!(matches!(

@@ -105,6 +105,7 @@ fn every_offered_command_runs() {
             "deploy",
             "rollback",
             "switch",
+            "cleanup",
             "status",
             "image prune"
         ]

@@ -883,3 +883,105 @@ async fn deploy_no_switch_then_switch_is_a_manual_gate() {
         refused.stderr
     );
 }
+
+impl Bed {
+    /// Moves the `scale-down-after` time of `deployments` into the past.
+    async fn expire(&self, deployments: &[&str]) {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), NS);
+        for name in deployments {
+            api.patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {
+                    "jisu.dev/scale-down-after": "2020-01-01T00:00:00Z"
+                }}})),
+            )
+            .await
+            .unwrap();
+        }
+    }
+
+    async fn hpa(
+        &self,
+        name: &str,
+    ) -> Option<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler> {
+        let api: Api<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler> =
+            Api::namespaced(self.client.clone(), NS);
+        api.get_opt(name).await.unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_scales_down_the_previous_color_only_past_its_time_and_rollback_restores_it() {
+    let bed = bed().await;
+    let (url, _) = crate::deploy::http_server(200).await;
+    let config = bed.pipeline(&url, &url);
+    assert_code(
+        &bed.deploy(&config, &images(0x10, "ghcr.io/jisu/platform"))
+            .await,
+        0,
+    );
+    assert_code(
+        &bed.deploy(&config, &images(0x20, "ghcr.io/jisu/platform"))
+            .await,
+        0,
+    );
+    let hpa_before = bed.hpa("backend-blue").await.unwrap().spec.unwrap();
+    // Inside the keep time: nothing changes.
+    let early = bed.jisu(&config, vec!["cleanup".into()]).await;
+    assert_code(&early, 0);
+    let blue = bed.deployment("backend-blue").await.unwrap();
+    assert_ne!(blue.spec.unwrap().replicas, Some(0));
+    // Past it: the previous color goes to zero, its HPA lowered first; the live one stays.
+    bed.expire(&["backend-blue", "frontend-blue"]).await;
+    let due = bed.jisu(&config, vec!["cleanup".into()]).await;
+    assert_code(&due, 0);
+    for name in ["backend-blue", "frontend-blue"] {
+        let deployment = bed.deployment(name).await.unwrap();
+        assert_eq!(deployment.spec.unwrap().replicas, Some(0), "{name}");
+    }
+    let lowered = bed.hpa("backend-blue").await.unwrap();
+    assert_eq!(lowered.spec.as_ref().unwrap().max_replicas, 1);
+    assert!(
+        lowered
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key("jisu.dev/held-max-replicas")
+    );
+    assert_eq!(bed.routing().await, all_on("green"));
+    let green = bed.deployment("backend-green").await.unwrap();
+    assert_ne!(green.spec.unwrap().replicas, Some(0));
+    // A rollback brings blue back up with its HPA's bounds.
+    assert_code(&bed.rollback(&config).await, 0);
+    assert_eq!(bed.routing().await, all_on("blue"));
+    let restored = bed.hpa("backend-blue").await.unwrap().spec.unwrap();
+    assert_eq!(restored.min_replicas, hpa_before.min_replicas);
+    assert_eq!(restored.max_replicas, hpa_before.max_replicas);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_deletes_adopted_deployments_past_their_time() {
+    let bed = bed().await;
+    let (url, _) = crate::deploy::http_server(200).await;
+    let rolling = bed.pipeline_with("rolling", &url, &url);
+    assert_code(
+        &bed.deploy(&rolling, &images(0x10, "ghcr.io/jisu/platform"))
+            .await,
+        0,
+    );
+    let config = bed.pipeline(&url, &url);
+    assert_code(
+        &bed.deploy(&config, &images(0x20, "ghcr.io/jisu/platform"))
+            .await,
+        0,
+    );
+    assert!(bed.hpa("backend").await.is_some());
+    bed.expire(&["backend", "frontend"]).await;
+    assert_code(&bed.jisu(&config, vec!["cleanup".into()]).await, 0);
+    assert!(bed.deployment("backend").await.is_none());
+    assert!(bed.deployment("frontend").await.is_none());
+    assert!(bed.hpa("backend").await.is_none(), "its HPA went with it");
+    assert_eq!(bed.routing().await, all_on("blue"));
+    assert!(bed.deployment("backend-blue").await.is_some());
+}
