@@ -237,7 +237,23 @@ environments:
 
     /// The command line [`Bed::jisu`] runs, not started. A killed run's lock stays claimed
     /// for `--lock-lease` (2 s here), so the next run waits that long at most.
-    fn command(&self, config: &Path, mut args: Vec<String>) -> tokio::process::Command {
+    fn command(&self, config: &Path, args: Vec<String>) -> tokio::process::Command {
+        self.command_with(
+            Path::new(env!("CARGO_BIN_EXE_jisu-deploy")),
+            config,
+            &self.kubeconfig,
+            args,
+        )
+    }
+
+    /// [`Bed::command`] with another binary and kubeconfig.
+    fn command_with(
+        &self,
+        binary: &Path,
+        config: &Path,
+        kubeconfig: &Path,
+        mut args: Vec<String>,
+    ) -> tokio::process::Command {
         args.extend(
             [
                 "--config",
@@ -245,7 +261,7 @@ environments:
                 "--environment",
                 "production",
                 "--kubeconfig",
-                self.kubeconfig.to_str().unwrap(),
+                kubeconfig.to_str().unwrap(),
             ]
             .iter()
             .map(|s| (*s).to_owned()),
@@ -253,7 +269,7 @@ environments:
         if args[0] != "status" {
             args.extend(["--check-interval", "100ms", "--lock-lease", "2s"].map(String::from));
         }
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_jisu-deploy"));
+        let mut command = tokio::process::Command::new(binary);
         command
             .env_clear()
             .current_dir(repo_root())
@@ -523,7 +539,7 @@ async fn rollback_returns_to_the_previous_color_warm_or_scaled_down() {
     let nothing = bed.rollback(&config).await;
     assert_code(&nothing, 2);
     assert!(
-        nothing.stderr.contains("no previous color"),
+        nothing.stderr.contains("no other color to switch or roll back to"),
         "{}",
         nothing.stderr
     );
@@ -984,4 +1000,138 @@ async fn cleanup_deletes_adopted_deployments_past_their_time() {
     assert!(bed.hpa("backend").await.is_none(), "its HPA went with it");
     assert_eq!(bed.routing().await, all_on("blue"));
     assert!(bed.deployment("backend-blue").await.is_some());
+}
+
+/// Figures for the closing note: the switch window for two Services, the wall time of a
+/// warm `rollback` (process start included), and the API requests a switch makes, next to
+/// the seed's way of switching (`kubectl rollout status` of each new Deployment, then one
+/// `kubectl patch` per Service) on the same simulator. `JISU_BENCH_BIN` picks another build
+/// (e.g. target/release/jisu-deploy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: run with --ignored --nocapture"]
+async fn benchmark_switch_window_rollback_time_and_requests() {
+    use crate::support::counting_proxy::CountingProxy;
+    let bed = bed().await;
+    let (url, _) = crate::deploy::http_server(200).await;
+    let config = bed.pipeline(&url, &url);
+    let bin = std::env::var_os("JISU_BENCH_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_jisu-deploy")),
+        PathBuf::from,
+    );
+    println!("binary: {}", bin.display());
+    let proxy =
+        CountingProxy::start(bed.sim.url().trim_start_matches("http://").parse().unwrap()).await;
+    let counted = bed.dir.path().join("counted-kubeconfig");
+    std::fs::write(&counted, kube_sim::kubeconfig_yaml(&proxy.url)).unwrap();
+    let outputs = bed.dir.path().join("outputs");
+    let jisu = |args: Vec<String>| {
+        let mut command = bed.command_with(&bin, &config, &counted, args);
+        command.env("GITHUB_OUTPUT", &outputs);
+        command
+    };
+    assert_code(
+        &bed.deploy(&config, &images(0x10, "ghcr.io/jisu/platform"))
+            .await,
+        0,
+    );
+
+    // Our whole deploy, then our switch alone (after a --no-switch deploy).
+    let before = proxy.requests();
+    let mut args: Vec<String> = vec!["deploy".into(), "--sha".into(), SHA.into()];
+    args.extend(images(0x20, "ghcr.io/jisu/platform"));
+    let run: Run = jisu(args).output().await.unwrap().into();
+    assert_code(&run, 0);
+    let deploy_requests = proxy.requests() - before;
+    let mut args: Vec<String> = vec![
+        "deploy".into(),
+        "--sha".into(),
+        SHA.into(),
+        "--no-switch".into(),
+    ];
+    args.extend(images(0x30, "ghcr.io/jisu/platform"));
+    let run: Run = jisu(args).output().await.unwrap().into();
+    assert_code(&run, 0);
+    let _ = std::fs::remove_file(&outputs);
+    let before = proxy.requests();
+    let run: Run = jisu(vec!["switch".into()]).output().await.unwrap().into();
+    assert_code(&run, 0);
+    let switch_requests = proxy.requests() - before;
+    let text = std::fs::read_to_string(&outputs).unwrap();
+    let report = text
+        .split("report<<")
+        .nth(1)
+        .and_then(|rest| rest.split_once('\n'))
+        .map(|(delimiter, body)| body.split(delimiter).next().unwrap_or_default().to_owned())
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let window = report["jobs"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "switch")
+        .map(|s| s["outputs"]["switch_window_ms"].clone())
+        .unwrap();
+
+    // The seed's way, from the same state: wait for the new color, patch both Services.
+    let live = bed.routing().await["backend"].clone().unwrap();
+    let target = if live == "blue" { "green" } else { "blue" };
+    let before = proxy.requests();
+    for command in [
+        vec![
+            "rollout".to_owned(),
+            "status".into(),
+            format!("deployment/backend-{target}"),
+        ],
+        vec![
+            "rollout".into(),
+            "status".into(),
+            format!("deployment/frontend-{target}"),
+        ],
+        vec![
+            "patch".into(),
+            "service".into(),
+            "backend".into(),
+            "-p".into(),
+            format!(r#"{{"spec":{{"selector":{{"color":"{target}"}}}}}}"#),
+        ],
+        vec![
+            "patch".into(),
+            "service".into(),
+            "frontend".into(),
+            "-p".into(),
+            format!(r#"{{"spec":{{"selector":{{"color":"{target}"}}}}}}"#),
+        ],
+    ] {
+        let status = tokio::process::Command::new("kubectl")
+            .args(["--kubeconfig", counted.to_str().unwrap(), "-n", NS])
+            .args(&command)
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            status.status.success(),
+            "{command:?}: {}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+    }
+    let seed_requests = proxy.requests() - before;
+    bed.forgive_hand_edit();
+
+    // Warm rollbacks, back and forth, process start included.
+    let mut rollbacks = Vec::new();
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        let run: Run = jisu(vec!["rollback".into()]).output().await.unwrap().into();
+        rollbacks.push(started.elapsed());
+        assert_code(&run, 0);
+    }
+    rollbacks.sort();
+    println!("switch window (first to last Service patch, 2 Services): {window} ms");
+    println!(
+        "API requests: whole blue-green deploy {deploy_requests}; `switch` {switch_requests} (lock, live color, ready checks, 2 guarded patches, verify, keep-previous, unlock); seed's way (2 rollout status + 2 patch, via kubectl) {seed_requests}"
+    );
+    println!(
+        "warm rollback wall time, process start included: median {:?} (min {:?}, max {:?})",
+        rollbacks[2], rollbacks[0], rollbacks[4]
+    );
 }

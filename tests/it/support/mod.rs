@@ -1,6 +1,7 @@
 //! Support for the integration tests: running the real `jisu-deploy` binary with a clean
 //! environment, and services the tests start for themselves.
 
+pub mod counting_proxy;
 pub mod prism_proxy;
 pub mod registry_server;
 
