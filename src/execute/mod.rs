@@ -225,7 +225,8 @@ impl<'s> Executor<'s> {
                     | Action::ReadLiveColor { .. }
                     | Action::SwitchTraffic { .. }
                     | Action::VerifyAfterSwitch { .. }
-                    | Action::KeepPreviousColor { .. } => {
+                    | Action::KeepPreviousColor { .. }
+                    | Action::RedeployPrevious { .. } => {
                         let key = (job.id.clone(), index);
                         let context = deploy::PrepareContext {
                             session: self.session,
@@ -423,7 +424,8 @@ impl<'s> Executor<'s> {
             | Action::ReadLiveColor { .. }
             | Action::SwitchTraffic { .. }
             | Action::VerifyAfterSwitch { .. }
-            | Action::KeepPreviousColor { .. } => {
+            | Action::KeepPreviousColor { .. }
+            | Action::RedeployPrevious { .. } => {
                 let context = deploy::RunContext {
                     session: self.session,
                     settings: &self.settings,
