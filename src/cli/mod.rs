@@ -78,7 +78,8 @@ pub enum Command {
     Promote(PromoteArgs),
     /// Roll an environment back (the `rollback-<env>` job of a workflow_dispatch
     /// `operation: rollback`): blue-green routes back to the previous color, which was kept
-    /// running, after checking it has ready Pods, then verifies as a deploy does.
+    /// running, after checking it has ready Pods, then verifies as a deploy does; rolling
+    /// puts each Deployment's previous revision back, waits for it and runs the checks.
     Rollback(RollbackArgs),
     /// Show what runs in an environment: the live color and since when, each Deployment's
     /// commit, images and ready Pods, the previous color and until when it is kept, and

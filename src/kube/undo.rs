@@ -250,7 +250,7 @@ async fn read_deployment(api: &Api<DynamicObject>, name: &str) -> anyhow::Result
     let found = retrying("get deployment", || api.get_opt(name))
         .await
         .with_context(|| format!("reading Deployment {name}"))?;
-    Ok(found.map(|d| serde_json::to_value(d)).transpose()?)
+    Ok(found.map(serde_json::to_value).transpose()?)
 }
 
 /// Reads every Deployment in `names` and its ReplicaSets and chooses where each goes back
