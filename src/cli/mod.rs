@@ -78,7 +78,8 @@ pub enum Command {
     Promote(PromoteArgs),
     /// Roll an environment back (the `rollback-<env>` job of a workflow_dispatch
     /// `operation: rollback`): blue-green routes back to the previous color, which was kept
-    /// running, after checking it has ready Pods, then verifies as a deploy does.
+    /// running, after checking it has ready Pods, then verifies as a deploy does; rolling
+    /// puts each Deployment's previous revision back, waits for it and runs the checks.
     Rollback(RollbackArgs),
     /// Move a blue-green environment's traffic to the idle color a `deploy --no-switch`
     /// left ready (the `switch-<env>` job of a workflow_dispatch `operation: switch`),

@@ -20,7 +20,7 @@ use crate::images::tags;
 use crate::kube::apply::{self, ApplyOptions, Report};
 use crate::kube::color::{self, Color};
 use crate::kube::render::{self, ComponentImage, ManifestFile, RenderInput, Rendered};
-use crate::kube::{checks, watch};
+use crate::kube::{checks, undo, watch};
 use crate::oci::{Digest, Reference, RegistryClient, RegistryError};
 use crate::plan::{Action, ColorRole, ImageSource, Step};
 use crate::session::Session;
@@ -301,6 +301,45 @@ impl DeployState {
                 self.blue_green
                     .keep_previous(&kube, namespace, keep.0)
                     .await
+            }
+            Action::RedeployPrevious {
+                namespace,
+                workloads,
+            } => {
+                let kube = self.client(context).await?;
+                // Every Deployment is checked before the first is changed.
+                let undos = undo::prepare(&kube, namespace, workloads).await?;
+                let mut outputs = BTreeMap::from([("namespace".to_owned(), namespace.clone())]);
+                for planned in &undos {
+                    let shown = crate::output::escape(&planned.deployment).into_owned();
+                    if context.preview {
+                        info!(
+                            "dry run: Deployment {shown} would go back from revision {} to revision {}",
+                            planned.from, planned.to
+                        );
+                    } else {
+                        undo::undo(&kube, namespace, planned).await?;
+                        info!(
+                            "Deployment {shown} went back from revision {} to revision {}",
+                            planned.from, planned.to
+                        );
+                    }
+                    outputs.insert(format!("revision.{shown}"), planned.to.to_string());
+                }
+                if context.preview {
+                    let said: Vec<String> = undos
+                        .iter()
+                        .map(|u| {
+                            let shown = crate::output::escape(&u.deployment);
+                            format!("{shown} to revision {}", u.to)
+                        })
+                        .collect();
+                    return Ok(Done::Skipped(format!(
+                        "dry run: would roll back {}",
+                        said.join(", ")
+                    )));
+                }
+                Ok(Done::Ran(outputs))
             }
             _ => anyhow::bail!("step `{}` is not a deploy step", step.id),
         }

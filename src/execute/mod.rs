@@ -228,7 +228,8 @@ impl<'s> Executor<'s> {
                     | Action::SwitchTraffic { .. }
                     | Action::VerifyAfterSwitch { .. }
                     | Action::KeepPreviousColor { .. }
-                    | Action::CleanupColors { .. } => {
+                    | Action::CleanupColors { .. }
+                    | Action::RedeployPrevious { .. } => {
                         let key = (job.id.clone(), index);
                         let context = deploy::PrepareContext {
                             session: self.session,
@@ -427,7 +428,8 @@ impl<'s> Executor<'s> {
             | Action::SwitchTraffic { .. }
             | Action::VerifyAfterSwitch { .. }
             | Action::KeepPreviousColor { .. }
-            | Action::CleanupColors { .. } => {
+            | Action::CleanupColors { .. }
+            | Action::RedeployPrevious { .. } => {
                 let context = deploy::RunContext {
                     session: self.session,
                     settings: &self.settings,

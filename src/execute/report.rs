@@ -182,7 +182,13 @@ impl RunReport {
     /// Whether the first failure was bad input and no step that writes (build, promote,
     /// prune, apply) had succeeded before it: then nothing was changed.
     pub fn failed_on_input_before_changes(&self) -> bool {
-        const WRITES: &[&str] = &["build_image", "promote_images", "prune_images", "apply"];
+        const WRITES: &[&str] = &[
+            "build_image",
+            "promote_images",
+            "prune_images",
+            "apply",
+            "redeploy_previous",
+        ];
         for step in self.jobs.iter().flat_map(|j| &j.steps) {
             match step.status {
                 Status::Failed => return step.failure == Some(FailureKind::Input),

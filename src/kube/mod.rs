@@ -17,4 +17,5 @@ pub mod retry;
 pub mod rollout;
 pub mod status;
 pub mod traffic;
+pub mod undo;
 pub mod watch;

@@ -11,6 +11,7 @@ mod kubeconfig;
 mod lock;
 mod plan_snapshots;
 mod registry;
+mod rollback;
 mod run;
 mod secrets;
 mod support;
