@@ -539,7 +539,9 @@ async fn rollback_returns_to_the_previous_color_warm_or_scaled_down() {
     let nothing = bed.rollback(&config).await;
     assert_code(&nothing, 2);
     assert!(
-        nothing.stderr.contains("no other color to switch or roll back to"),
+        nothing
+            .stderr
+            .contains("no other color to switch or roll back to"),
         "{}",
         nothing.stderr
     );
