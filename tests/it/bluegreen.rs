@@ -1137,3 +1137,107 @@ async fn benchmark_switch_window_rollback_time_and_requests() {
         rollbacks[2], rollbacks[0], rollbacks[4]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_patch_that_fails_mid_switch_puts_the_moved_services_back() {
+    let bed = bed().await;
+    let (url, _) = crate::deploy::http_server(200).await;
+    let config = bed.pipeline(&url, &url);
+    assert_code(
+        &bed.deploy(&config, &images(0x10, "ghcr.io/jisu/platform"))
+            .await,
+        0,
+    );
+    let mut staged = images(0x20, "ghcr.io/jisu/platform");
+    staged.push("--no-switch".into());
+    assert_code(&bed.deploy(&config, &staged).await, 0);
+    // Now the API refuses every patch of the frontend Service (a 422 is not retried); the
+    // backend, patched first, must go back.
+    bed.sim.faults().add(
+        FaultRule::error(422)
+            .verb("patch")
+            .path_contains("/services/frontend"),
+    );
+    let failed = bed.jisu(&config, vec!["switch".into()]).await;
+    bed.sim.faults().clear();
+    assert_code(&failed, 1);
+    assert!(
+        failed.stderr.contains("patching Service `frontend` failed")
+            && failed.stderr.contains("switched back [\"backend\"]"),
+        "{}",
+        failed.stderr
+    );
+    assert_eq!(bed.routing().await, all_on("blue"));
+}
+
+/// `n` deploys of one environment at once: each waits for the lock, so one switch happens
+/// at a time and every deploy succeeds; the last one's images end up live.
+async fn concurrent_deploys(n: u8) {
+    let bed = bed().await;
+    let (url, _) = crate::deploy::http_server(200).await;
+    let config = bed.pipeline(&url, &url);
+    assert_code(
+        &bed.deploy(&config, &images(0x10, "ghcr.io/jisu/platform"))
+            .await,
+        0,
+    );
+    let runs = futures::future::join_all((0..n).map(|i| {
+        let images = images(0x20 + 2 * i, "ghcr.io/jisu/platform");
+        let config = config.clone();
+        let bed = &bed;
+        async move { bed.deploy(&config, &images).await }
+    }))
+    .await;
+    for run in &runs {
+        assert_code(run, 0);
+    }
+    // Every deploy switched once, and no two switches interleaved: the Services carry the
+    // mark of one switch, and the live color runs the images of some deploy in full.
+    let (colors, marks) = {
+        let services: Api<Service> = Api::namespaced(bed.client.clone(), NS);
+        let mut marks = std::collections::BTreeSet::new();
+        let mut colors = std::collections::BTreeSet::new();
+        for name in ROUTED {
+            let service = services.get(name).await.unwrap();
+            marks.insert(
+                service.metadata.annotations.unwrap_or_default()["jisu.dev/switch"].clone(),
+            );
+            colors.insert(service.spec.unwrap().selector.unwrap()["color"].clone());
+        }
+        (colors, marks)
+    };
+    assert_eq!(colors.len(), 1, "{colors:?}");
+    assert_eq!(marks.len(), 1, "one switch set every Service: {marks:?}");
+    let live = colors.into_iter().next().unwrap();
+    let backend = bed.backend_image(&live).await;
+    let deployment: Api<Deployment> = Api::namespaced(bed.client.clone(), NS);
+    let frontend = deployment
+        .get(&format!("frontend-{live}"))
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .containers[0]
+        .image
+        .clone()
+        .unwrap();
+    // frontend digest n, backend digest n + 1: the same deploy's pair.
+    let front = u8::from_str_radix(&frontend[frontend.len() - 2..], 16).unwrap();
+    assert!(
+        backend.ends_with(&format!("{:02x}", front + 1).repeat(32)),
+        "{frontend} / {backend}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_concurrent_deploys_switch_one_at_a_time() {
+    concurrent_deploys(2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_concurrent_deploys_switch_one_at_a_time() {
+    concurrent_deploys(5).await;
+}
