@@ -25,6 +25,22 @@ use crate::oci::{Digest, Reference, RegistryClient, RegistryError};
 use crate::plan::{Action, ColorRole, ImageSource, Step};
 use crate::session::Session;
 
+/// Whether `action` is one of the deploy steps [`DeployState`] prepares and runs.
+pub fn handles(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::Apply { .. }
+            | Action::WaitRollout { .. }
+            | Action::HttpChecks { .. }
+            | Action::ReadLiveColor { .. }
+            | Action::SwitchTraffic { .. }
+            | Action::VerifyAfterSwitch { .. }
+            | Action::KeepPreviousColor { .. }
+            | Action::CleanupColors { .. }
+            | Action::RedeployPrevious { .. }
+    )
+}
+
 /// A step's place: job id and step index.
 pub type StepKey = (String, usize);
 

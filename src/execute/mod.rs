@@ -221,15 +221,7 @@ impl<'s> Executor<'s> {
                     Action::PromoteImages { images, .. } => {
                         produced.extend(images.iter().map(|p| p.component.clone()));
                     }
-                    Action::Apply { .. }
-                    | Action::WaitRollout { .. }
-                    | Action::HttpChecks { .. }
-                    | Action::ReadLiveColor { .. }
-                    | Action::SwitchTraffic { .. }
-                    | Action::VerifyAfterSwitch { .. }
-                    | Action::KeepPreviousColor { .. }
-                    | Action::CleanupColors { .. }
-                    | Action::RedeployPrevious { .. } => {
+                    action if deploy::handles(action) => {
                         let key = (job.id.clone(), index);
                         let context = deploy::PrepareContext {
                             session: self.session,
@@ -421,15 +413,7 @@ impl<'s> Executor<'s> {
                     deleted.to_string(),
                 )])))
             }
-            Action::Apply { .. }
-            | Action::WaitRollout { .. }
-            | Action::HttpChecks { .. }
-            | Action::ReadLiveColor { .. }
-            | Action::SwitchTraffic { .. }
-            | Action::VerifyAfterSwitch { .. }
-            | Action::KeepPreviousColor { .. }
-            | Action::CleanupColors { .. }
-            | Action::RedeployPrevious { .. } => {
+            action if deploy::handles(action) => {
                 let context = deploy::RunContext {
                     session: self.session,
                     settings: &self.settings,

@@ -333,6 +333,20 @@ impl Drop for Bed {
     }
 }
 
+/// A bed whose production environment had one deploy (blue is live), with checks that
+/// pass, and its pipeline file.
+async fn blue_is_live() -> (Bed, PathBuf) {
+    let bed = bed().await;
+    let (url, _) = crate::deploy::http_server(200).await;
+    let config = bed.pipeline(&url, &url);
+    assert_code(
+        &bed.deploy(&config, &images(0x10, "ghcr.io/jisu/platform"))
+            .await,
+        0,
+    );
+    (bed, config)
+}
+
 fn all_on(color: &str) -> BTreeMap<String, Option<String>> {
     ROUTED
         .iter()
@@ -414,14 +428,7 @@ async fn the_first_deploy_goes_blue_and_later_ones_alternate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_color_that_never_gets_ready_is_never_switched_to() {
-    let bed = bed().await;
-    let (url, _) = crate::deploy::http_server(200).await;
-    let config = bed.pipeline(&url, &url);
-    assert_code(
-        &bed.deploy(&config, &images(0x10, "ghcr.io/jisu/platform"))
-            .await,
-        0,
-    );
+    let (bed, config) = blue_is_live().await;
     let failed = bed
         .deploy(&config, &images(0x20, "ghcr.io/jisu/crashing"))
         .await;
@@ -492,14 +499,7 @@ async fn a_failed_verification_switches_traffic_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn services_that_disagree_stop_the_deploy_before_anything_changes() {
-    let bed = bed().await;
-    let (url, _) = crate::deploy::http_server(200).await;
-    let config = bed.pipeline(&url, &url);
-    assert_code(
-        &bed.deploy(&config, &images(0x10, "ghcr.io/jisu/platform"))
-            .await,
-        0,
-    );
+    let (bed, config) = blue_is_live().await;
     let services: Api<Service> = Api::namespaced(bed.client.clone(), NS);
     services
         .patch(
@@ -527,14 +527,7 @@ async fn services_that_disagree_stop_the_deploy_before_anything_changes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollback_returns_to_the_previous_color_warm_or_scaled_down() {
-    let bed = bed().await;
-    let (url, _) = crate::deploy::http_server(200).await;
-    let config = bed.pipeline(&url, &url);
-    assert_code(
-        &bed.deploy(&config, &images(0x10, "ghcr.io/jisu/platform"))
-            .await,
-        0,
-    );
+    let (bed, config) = blue_is_live().await;
     // Only one color exists: nothing to roll back to, nothing changed.
     let nothing = bed.rollback(&config).await;
     assert_code(&nothing, 2);
@@ -689,14 +682,7 @@ impl Bed {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_killed_at_any_step_is_finished_or_undone_by_the_next_one() {
-    let bed = bed().await;
-    let (url, _) = crate::deploy::http_server(200).await;
-    let config = bed.pipeline(&url, &url);
-    assert_code(
-        &bed.deploy(&config, &images(0x10, "ghcr.io/jisu/platform"))
-            .await,
-        0,
-    );
+    let (bed, config) = blue_is_live().await;
     // At every step boundary, then at points inside the long steps.
     let mut cases: Vec<(&str, Duration)> = STEPS.iter().map(|s| (*s, Duration::ZERO)).collect();
     cases.extend([
@@ -725,14 +711,7 @@ async fn a_run_killed_at_any_step_is_finished_or_undone_by_the_next_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_switch_left_halfway_is_undone_by_the_next_run() {
-    let bed = bed().await;
-    let (url, _) = crate::deploy::http_server(200).await;
-    let config = bed.pipeline(&url, &url);
-    assert_code(
-        &bed.deploy(&config, &images(0x10, "ghcr.io/jisu/platform"))
-            .await,
-        0,
-    );
+    let (bed, config) = blue_is_live().await;
     assert_code(
         &bed.deploy(&config, &images(0x20, "ghcr.io/jisu/platform"))
             .await,
@@ -767,14 +746,7 @@ async fn a_switch_left_halfway_is_undone_by_the_next_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_faults_on_every_verb_leave_traffic_on_a_ready_color() {
-    let bed = bed().await;
-    let (url, _) = crate::deploy::http_server(200).await;
-    let config = bed.pipeline(&url, &url);
-    assert_code(
-        &bed.deploy(&config, &images(0x10, "ghcr.io/jisu/platform"))
-            .await,
-        0,
-    );
+    let (bed, config) = blue_is_live().await;
     let mut outcomes = Vec::new();
     for round in 0..6u8 {
         // One request in five, of every verb, fails: half with 500, half with 503.
@@ -865,14 +837,7 @@ async fn un_colored_deployments_are_adopted_without_downtime() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_no_switch_then_switch_is_a_manual_gate() {
-    let bed = bed().await;
-    let (url, _) = crate::deploy::http_server(200).await;
-    let config = bed.pipeline(&url, &url);
-    assert_code(
-        &bed.deploy(&config, &images(0x10, "ghcr.io/jisu/platform"))
-            .await,
-        0,
-    );
+    let (bed, config) = blue_is_live().await;
     let mut gated = images(0x20, "ghcr.io/jisu/platform");
     gated.push("--no-switch".into());
     let staged = bed.deploy(&config, &gated).await;
@@ -892,7 +857,7 @@ async fn deploy_no_switch_then_switch_is_a_manual_gate() {
             .contains_key("jisu.dev/scale-down-after")
     );
     // A rolling environment has nothing to switch.
-    let rolling = bed.pipeline_with("rolling", &url, &url);
+    let rolling = bed.pipeline_with("rolling", "http://127.0.0.1:9", "http://127.0.0.1:9");
     let refused = bed.jisu(&rolling, vec!["switch".into()]).await;
     assert_code(&refused, 2);
     assert!(
@@ -931,14 +896,7 @@ impl Bed {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cleanup_scales_down_the_previous_color_only_past_its_time_and_rollback_restores_it() {
-    let bed = bed().await;
-    let (url, _) = crate::deploy::http_server(200).await;
-    let config = bed.pipeline(&url, &url);
-    assert_code(
-        &bed.deploy(&config, &images(0x10, "ghcr.io/jisu/platform"))
-            .await,
-        0,
-    );
+    let (bed, config) = blue_is_live().await;
     assert_code(
         &bed.deploy(&config, &images(0x20, "ghcr.io/jisu/platform"))
             .await,
@@ -1140,14 +1098,7 @@ async fn benchmark_switch_window_rollback_time_and_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_patch_that_fails_mid_switch_puts_the_moved_services_back() {
-    let bed = bed().await;
-    let (url, _) = crate::deploy::http_server(200).await;
-    let config = bed.pipeline(&url, &url);
-    assert_code(
-        &bed.deploy(&config, &images(0x10, "ghcr.io/jisu/platform"))
-            .await,
-        0,
-    );
+    let (bed, config) = blue_is_live().await;
     let mut staged = images(0x20, "ghcr.io/jisu/platform");
     staged.push("--no-switch".into());
     assert_code(&bed.deploy(&config, &staged).await, 0);
@@ -1173,14 +1124,7 @@ async fn a_patch_that_fails_mid_switch_puts_the_moved_services_back() {
 /// `n` deploys of one environment at once: each waits for the lock, so one switch happens
 /// at a time and every deploy succeeds; the last one's images end up live.
 async fn concurrent_deploys(n: u8) {
-    let bed = bed().await;
-    let (url, _) = crate::deploy::http_server(200).await;
-    let config = bed.pipeline(&url, &url);
-    assert_code(
-        &bed.deploy(&config, &images(0x10, "ghcr.io/jisu/platform"))
-            .await,
-        0,
-    );
+    let (bed, config) = blue_is_live().await;
     let runs = futures::future::join_all((0..n).map(|i| {
         let images = images(0x20 + 2 * i, "ghcr.io/jisu/platform");
         let config = config.clone();
