@@ -60,6 +60,15 @@ fn describe(color: Option<Color>) -> String {
 }
 
 impl BlueGreen {
+    /// What runs now, for the deployment record: the colors, once known.
+    pub fn summary(&self) -> String {
+        match (&self.switched, self.live) {
+            (Some((_, from, to)), _) => format!("{to} live (was {})", describe(*from)),
+            (None, Some(Some(live))) => format!("{live} live"),
+            _ => "deployed".to_owned(),
+        }
+    }
+
     /// Whether this job has switched traffic.
     pub fn has_switched(&self) -> bool {
         self.switched.is_some()
@@ -279,7 +288,11 @@ impl BlueGreen {
         warn!(%reason, "verification failed; switching back");
         let outcome =
             match traffic::switch(kube, namespace, &self.layout.routed, Some(to), from).await {
-                Ok(_) => format!("traffic was switched back to {}", describe(from)),
+                Ok(_) => {
+                    self.switched = None;
+                    self.live = Some(from);
+                    format!("traffic was switched back to {}", describe(from))
+                }
                 Err(error) => format!("switching back failed ({error}); traffic stays on {to}"),
             };
         Err(VerifyFailed {

@@ -12,6 +12,7 @@ pub mod bluegreen;
 pub mod deploy;
 pub mod images;
 pub mod locks;
+pub mod records;
 pub mod report;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -96,6 +97,8 @@ pub struct Executor<'s> {
     deploy: deploy::DeployState,
     /// What the image steps did, for the commands that print it.
     pub images: images::ImageResults,
+    /// The deployment record of the running job.
+    records: records::Records,
     /// The deploy locks held.
     locks: locks::Locks,
 }
@@ -110,6 +113,7 @@ impl<'s> Executor<'s> {
             digests: BTreeMap::new(),
             deploy: deploy::DeployState::default(),
             images: images::ImageResults::default(),
+            records: records::Records::default(),
             locks: locks::Locks::default(),
         }
     }
@@ -255,6 +259,9 @@ impl<'s> Executor<'s> {
         let started = Instant::now();
         let started_at = now();
         info!("job `{}`: {}", job.id, job.decision.reason);
+        self.records
+            .start(self.session, plan, job, &self.digests, self.preview)
+            .await;
         let mut failed = false;
         let mut steps = Vec::new();
         for (index, step) in job.steps.iter().enumerate() {
@@ -285,7 +292,10 @@ impl<'s> Executor<'s> {
             info!("step `{}/{}`: {}", job.id, step.id, step.decision.reason);
             report.started = Some(now());
             let step_started = Instant::now();
-            let outcome = if step.when == When::OnSuccess && !self.locks.is_empty() {
+            let outcome = if let Action::RecordDeployment { .. } = step.action {
+                let summary = self.deploy.blue_green.summary();
+                self.records.finish(failed, &summary).await
+            } else if step.when == When::OnSuccess && !self.locks.is_empty() {
                 // A lost lock fails the step running when it is lost, and every later one.
                 match self.locks.lost_now() {
                     Some(lost) => Err(lost.into()),
@@ -369,8 +379,8 @@ impl<'s> Executor<'s> {
                 Ok(Done::ran())
             }
             Action::BuildImage { .. } => {
-                let done = images::build(self.session, &self.settings, &step.action, self.preview)
-                    .await?;
+                let done =
+                    images::build(self.session, &self.settings, &step.action, self.preview).await?;
                 if let Done::Ran(outputs) = &done
                     && let Some(pinned) = outputs.get("digest")
                     && let Action::BuildImage { component, .. } = &step.action
@@ -404,8 +414,8 @@ impl<'s> Executor<'s> {
                 )])))
             }
             Action::PruneImages { .. } => {
-                let results = images::prune(self.session, &self.settings, &step.action, self.preview)
-                    .await?;
+                let results =
+                    images::prune(self.session, &self.settings, &step.action, self.preview).await?;
                 let deleted: usize = results.iter().map(|r| r.deleted.len()).sum();
                 self.images.pruned = results;
                 Ok(Done::Ran(BTreeMap::from([(
@@ -463,10 +473,7 @@ impl<'s> Executor<'s> {
             Action::ReleaseLock { namespace, lease } => {
                 self.locks.release((namespace, lease), self.preview).await
             }
-            Action::RecordDeployment { .. } => Ok(Done::Skipped(
-                "GitHub deployment records are not implemented in this version; nothing was recorded"
-                    .to_owned(),
-            )),
+
             other => {
                 let _ = plan;
                 anyhow::bail!("{} was not prepared", kind(other))

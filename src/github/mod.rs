@@ -1,5 +1,6 @@
-//! Everything that talks to GitHub: the Actions runner's files and workflow commands
-//! (and, in later versions, check runs and deployment records through the REST API).
+//! Everything that talks to GitHub: the Actions runner's files and workflow commands, the
+//! Packages API and deployment records (check runs come later).
 
 pub mod actions;
+pub mod deployments;
 pub mod packages;

@@ -1185,3 +1185,155 @@ async fn two_concurrent_deploys_switch_one_at_a_time() {
 async fn five_concurrent_deploys_switch_one_at_a_time() {
     concurrent_deploys(5).await;
 }
+
+/// A fake GitHub deployments API: answers creations and statuses with bodies of the shape
+/// the OpenAPI description requires, and keeps every request body.
+async fn fake_github() -> (
+    wiremock::MockServer,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>,
+) {
+    use wiremock::matchers::{method, path_regex};
+    use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+    let server = MockServer::start().await;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let base = "https://api.github.com/repos/acme/app";
+    let log = seen.clone();
+    Mock::given(method("POST"))
+        .and(path_regex(r"^/repos/acme/app/deployments$"))
+        .respond_with(move |request: &Request| {
+            let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+            let mut log = log.lock().unwrap();
+            log.push(("deployment".to_owned(), body.clone()));
+            let id = log.len();
+            ResponseTemplate::new(201).set_body_json(json!({
+                "id": id, "node_id": "DE_1", "sha": body["ref"], "ref": body["ref"],
+                "task": body["task"], "environment": body["environment"], "creator": null,
+                "payload": body["payload"], "description": body["description"],
+                "statuses_url": format!("{base}/deployments/{id}/statuses"),
+                "repository_url": base, "url": format!("{base}/deployments/{id}"),
+                "created_at": "2026-12-01T12:00:00Z", "updated_at": "2026-12-01T12:00:00Z"
+            }))
+        })
+        .mount(&server)
+        .await;
+    let log = seen.clone();
+    Mock::given(method("POST"))
+        .and(path_regex(r"^/repos/acme/app/deployments/\d+/statuses$"))
+        .respond_with(move |request: &Request| {
+            let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+            log.lock().unwrap().push((request.url.path().to_owned(), body.clone()));
+            ResponseTemplate::new(201).set_body_json(json!({
+                "id": 1, "node_id": "DES_1", "state": body["state"], "creator": null,
+                "description": body["description"], "deployment_url": format!("{base}/deployments/1"),
+                "target_url": "https://github.com/acme/app/actions/runs/42", "repository_url": base, "url": format!("{base}/deployments/1/statuses/1"),
+                "created_at": "2026-12-01T12:00:00Z", "updated_at": "2026-12-01T12:00:00Z"
+            }))
+        })
+        .mount(&server)
+        .await;
+    (server, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploys_are_recorded_on_github_with_requests_valid_by_its_openapi_description() {
+    use crate::support::prism_proxy::PrismProxy;
+    let (bed, config) = blue_is_live().await;
+    let (github, seen) = fake_github().await;
+    let prism = tokio::task::block_in_place(|| PrismProxy::start(&github.uri()));
+    // A planted bad request is caught by the proxy.
+    let planted = reqwest::Client::new()
+        .post(format!("{}/repos/acme/app/deployments", prism.url()))
+        .header("User-Agent", "test")
+        .header("Authorization", "token x")
+        .json(&json!({"ref": "main", "required_contexts": "none"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        planted.status().is_client_error(),
+        "{} {}",
+        planted.status(),
+        prism.log()
+    );
+    seen.lock().unwrap().clear();
+    let api = prism.url();
+    let github_env = [
+        ("GITHUB_TOKEN", "ghs_records_test"),
+        ("GITHUB_REPOSITORY", "acme/app"),
+        ("GITHUB_API_URL", api.as_str()),
+        ("GITHUB_SERVER_URL", "https://github.com"),
+        ("GITHUB_RUN_ID", "42"),
+    ];
+    let deploy = |images: Vec<String>| {
+        let mut args: Vec<String> = vec!["deploy".into(), "--sha".into(), SHA.into()];
+        args.extend(images);
+        let mut command = bed.command(&config, args);
+        for (name, value) in &github_env {
+            command.env(name, value);
+        }
+        command
+    };
+    let ok: Run = deploy(images(0x20, "ghcr.io/jisu/platform"))
+        .output()
+        .await
+        .unwrap()
+        .into();
+    assert_code(&ok, 0);
+    let failed: Run = deploy(images(0x30, "ghcr.io/jisu/crashing"))
+        .output()
+        .await
+        .unwrap()
+        .into();
+    assert_code(&failed, 1);
+    let seen = seen.lock().unwrap().clone();
+    let kinds: Vec<String> = seen
+        .iter()
+        .map(|(what, body)| match what.as_str() {
+            "deployment" => "create".to_owned(),
+            _ => body["state"].as_str().unwrap().to_owned(),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "create",
+            "in_progress",
+            "success",
+            "create",
+            "in_progress",
+            "failure"
+        ],
+        "{seen:#?}\nprism:\n{}",
+        prism.log()
+    );
+    let created = &seen[0].1;
+    assert_eq!(created["ref"], SHA);
+    assert_eq!(created["environment"], "production");
+    assert_eq!(created["production_environment"], true);
+    assert_eq!(created["auto_merge"], false);
+    assert_eq!(created["required_contexts"], json!([]));
+    assert!(
+        created["payload"]["digests"]["backend"]
+            .as_str()
+            .unwrap()
+            .contains("@sha256:")
+    );
+    let success = &seen[2].1;
+    assert_eq!(
+        success["log_url"],
+        "https://github.com/acme/app/actions/runs/42"
+    );
+    assert!(
+        success["environment_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1")
+    );
+    assert!(
+        success["description"]
+            .as_str()
+            .unwrap()
+            .contains("green live (was blue)")
+    );
+    assert_eq!(success["auto_inactive"], true);
+}

@@ -1,0 +1,197 @@
+//! GitHub deployment records through octocrab: one deployment per deploy, switch,
+//! promotion or rollback, for the deployed commit, and its statuses (`in_progress`, then
+//! `success`, `failure` or `error`). With `auto_inactive`, GitHub marks the environment's
+//! earlier deployments `inactive` when a new one succeeds.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use octocrab::Octocrab;
+use octocrab::service::middleware::retry::{NoOpRateLimitMetrics, RetryConfig};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::oci::auth::Secret;
+
+/// Retries of one request on rate limits and server errors.
+const MAX_RETRIES: usize = 4;
+
+/// What a deployment record says.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct NewDeployment {
+    /// The deployed commit (full sha).
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    /// Environment name.
+    pub environment: String,
+    /// Set explicitly: GitHub guesses from the name otherwise.
+    pub production_environment: bool,
+    /// For previews that go away.
+    pub transient_environment: bool,
+    /// What was done, for people.
+    pub description: String,
+    /// Image digests, color and operation, for tools.
+    pub payload: Value,
+    /// Never merge the default branch into the ref first.
+    pub auto_merge: bool,
+    /// No commit-status contexts are required: the pipeline ran its own gates.
+    pub required_contexts: Vec<String>,
+    /// `deploy`, `rollback`, `switch`, `promote`.
+    pub task: String,
+}
+
+/// A deployment status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeploymentState {
+    /// Started.
+    InProgress,
+    /// Done and healthy.
+    Success,
+    /// The deploy failed (traffic was not moved, or moved back).
+    Failure,
+    /// The tool could not finish (an API or infrastructure error).
+    Error,
+}
+
+#[derive(Debug, Serialize)]
+struct NewStatus<'a> {
+    state: DeploymentState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    environment_url: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_url: Option<&'a str>,
+    description: String,
+    auto_inactive: bool,
+}
+
+/// Deployments of one repository.
+pub struct DeploymentsClient {
+    crab: Octocrab,
+    repository: String,
+}
+
+impl DeploymentsClient {
+    /// A client for `repository` (`owner/name`) at `api_base` (`GITHUB_API_URL`).
+    pub fn new(api_base: &str, token: &Secret, repository: &str) -> anyhow::Result<Self> {
+        let crab = Octocrab::builder()
+            .base_uri(api_base)
+            .with_context(|| format!("GitHub API URL {api_base}"))?
+            .personal_token(token.expose().to_owned())
+            .add_retry_config(RetryConfig::HandleRateLimits {
+                metrics: Arc::new(NoOpRateLimitMetrics),
+                max_retries: MAX_RETRIES,
+                min_wait_seconds: 1,
+                retry_on_forbidden: false,
+            })
+            .set_connect_timeout(Some(Duration::from_secs(10)))
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .build()
+            .context("building the GitHub client")?;
+        Ok(DeploymentsClient {
+            crab,
+            repository: repository.to_owned(),
+        })
+    }
+
+    /// Creates the record; its id.
+    pub async fn create(&self, deployment: &NewDeployment) -> anyhow::Result<u64> {
+        let route = format!("/repos/{}/deployments", self.repository);
+        let created: Value = self
+            .crab
+            .post(route, Some(deployment))
+            .await
+            .map_err(|e| permission_hint(e, "deployments: write"))
+            .with_context(|| format!("creating a deployment of {}", deployment.environment))?;
+        created["id"]
+            .as_u64()
+            .context("GitHub answered a deployment without an id")
+    }
+
+    /// Adds a status to deployment `id`.
+    pub async fn set_status(
+        &self,
+        id: u64,
+        state: DeploymentState,
+        environment_url: Option<&str>,
+        log_url: Option<&str>,
+        description: &str,
+    ) -> anyhow::Result<()> {
+        let route = format!("/repos/{}/deployments/{id}/statuses", self.repository);
+        let status = NewStatus {
+            state,
+            environment_url,
+            log_url,
+            description: cut(description, 140),
+            auto_inactive: true,
+        };
+        let _: Value = self
+            .crab
+            .post(route, Some(&status))
+            .await
+            .map_err(|e| permission_hint(e, "deployments: write"))
+            .with_context(|| format!("setting deployment {id} to {state:?}"))?;
+        Ok(())
+    }
+}
+
+/// GitHub's deployment description limit is 140 characters.
+fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(max - 1).collect();
+    out.push('…');
+    out
+}
+
+/// A 403 or 404 from GitHub usually means the token lacks a permission: say which.
+fn permission_hint(error: octocrab::Error, permission: &str) -> anyhow::Error {
+    let forbidden = matches!(
+        &error,
+        octocrab::Error::GitHub { source, .. }
+            if matches!(source.status_code.as_u16(), 403 | 404)
+    );
+    let error = anyhow::Error::from(error);
+    if forbidden {
+        error.context(format!(
+            "the token may not write deployments: give the workflow `permissions: {permission}`"
+        ))
+    } else {
+        error
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_are_cut_to_githubs_limit() {
+        assert_eq!(cut("short", 140), "short");
+        let long = "x".repeat(200);
+        let cut = cut(&long, 140);
+        assert_eq!(cut.chars().count(), 140);
+        assert!(cut.ends_with('…'));
+    }
+
+    #[test]
+    fn a_deployment_serializes_as_the_api_expects() {
+        let deployment = NewDeployment {
+            git_ref: "3f2c1e0d9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e".into(),
+            environment: "production".into(),
+            production_environment: true,
+            transient_environment: false,
+            description: "deploy".into(),
+            payload: serde_json::json!({"color": "green"}),
+            auto_merge: false,
+            required_contexts: Vec::new(),
+            task: "deploy".into(),
+        };
+        let json = serde_json::to_value(&deployment).unwrap();
+        assert_eq!(json["ref"], "3f2c1e0d9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e");
+        assert_eq!(json["required_contexts"], serde_json::json!([]));
+        assert_eq!(json["auto_merge"], false);
+    }
+}
