@@ -406,7 +406,13 @@ fn status(session: &Session, args: &StatusArgs) -> Result<()> {
     let access = crate::kube::client::ClusterAccess::from(&args.cluster);
     let status = session.block_on(async {
         let (client, _) = access.connect().await?;
-        crate::kube::status::read(&client, &request).await
+        let mut status = crate::kube::status::read(&client, &request).await?;
+        // Built inside the runtime: octocrab's client needs one.
+        let github = crate::github::deployments::from_env(|name| session.env(name))?;
+        if let Some(github) = &github {
+            status.record = github.last(&args.environment).await?;
+        }
+        anyhow::Ok(status)
     })?;
     match args.output {
         OutputFormat::Text => output::out(&crate::kube::status::text(&status)),

@@ -12,12 +12,8 @@ use tracing::{info, warn};
 
 use super::Done;
 use crate::github::deployments::{DeploymentState, DeploymentsClient, NewDeployment};
-use crate::oci::auth::Secret;
 use crate::plan::{Action, Job, Plan};
 use crate::session::Session;
-
-/// GitHub's API when `GITHUB_API_URL` is not set.
-const DEFAULT_API: &str = "https://api.github.com";
 
 /// The record of the running job, if one was opened.
 #[derive(Default)]
@@ -68,22 +64,20 @@ impl Records {
             ));
             return;
         }
-        let token = session
-            .env("GITHUB_TOKEN")
-            .or_else(|| session.env("INPUT_GITHUB-TOKEN"));
-        // The runner's variable, not the event payload: a payload file handed to a local
-        // run must not make it write to GitHub.
-        let repository = session.env("GITHUB_REPOSITORY");
-        let (Some(token), Some(repository)) = (token, repository) else {
-            self.open = Some(Opened::Unavailable(
-                "no GITHUB_TOKEN and GITHUB_REPOSITORY (a run outside GitHub Actions): no deployment record"
-                    .to_owned(),
-            ));
-            return;
+        let client = match crate::github::deployments::from_env(|name| session.env(name)) {
+            Ok(Some(client)) => client,
+            Ok(None) => {
+                self.open = Some(Opened::Unavailable(
+                    "no GITHUB_TOKEN and GITHUB_REPOSITORY (a run outside GitHub Actions): no deployment record"
+                        .to_owned(),
+                ));
+                return;
+            }
+            Err(error) => {
+                self.open = Some(Opened::Failed(error));
+                return;
+            }
         };
-        let api = session
-            .env("GITHUB_API_URL")
-            .unwrap_or_else(|| DEFAULT_API.to_owned());
         let task = job.id.split('-').next().unwrap_or("deploy").to_owned();
         let git_ref = plan
             .context
@@ -110,7 +104,6 @@ impl Records {
         let log_url =
             crate::kube::lock::Identity::of_this_process(&|name| session.env(name)).run_url;
         let opened = async {
-            let client = DeploymentsClient::new(&api, &Secret::new(token), &repository)?;
             let id = client.create(&deployment).await?;
             client
                 .set_status(

@@ -66,6 +66,26 @@ struct NewStatus<'a> {
     auto_inactive: bool,
 }
 
+/// GitHub's API when `GITHUB_API_URL` is not set.
+pub const DEFAULT_API: &str = "https://api.github.com";
+
+/// The deployments API of the run's repository, when the runner's variables allow it:
+/// `GITHUB_TOKEN` (or the `github-token` input) and `GITHUB_REPOSITORY` set — never from an
+/// event payload, so a payload file handed to a local run cannot make it write to GitHub.
+/// `GITHUB_API_URL` is honoured (GitHub Enterprise Server).
+pub fn from_env(env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Option<DeploymentsClient>> {
+    let token = env("GITHUB_TOKEN").or_else(|| env("INPUT_GITHUB-TOKEN"));
+    let (Some(token), Some(repository)) = (token, env("GITHUB_REPOSITORY")) else {
+        return Ok(None);
+    };
+    let api = env("GITHUB_API_URL").unwrap_or_else(|| DEFAULT_API.to_owned());
+    Ok(Some(DeploymentsClient::new(
+        &api,
+        &Secret::new(token),
+        &repository,
+    )?))
+}
+
 /// Deployments of one repository.
 pub struct DeploymentsClient {
     crab: Octocrab,
@@ -133,6 +153,70 @@ impl DeploymentsClient {
             .map_err(|e| permission_hint(e, "deployments: write"))
             .with_context(|| format!("setting deployment {id} to {state:?}"))?;
         Ok(())
+    }
+}
+
+/// The newest record of an environment and its latest status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LastRecord {
+    /// Deployment id.
+    pub id: u64,
+    /// The commit it deployed.
+    pub sha: String,
+    /// When it was created.
+    pub created_at: String,
+    /// Its latest status (`in_progress`, `success`, `failure`, `error`, `inactive`, ...),
+    /// if it has one.
+    pub state: Option<String>,
+    /// That status's description.
+    pub description: Option<String>,
+}
+
+impl DeploymentsClient {
+    /// The newest deployment of `environment` and its latest status, if there is one.
+    pub async fn last(&self, environment: &str) -> anyhow::Result<Option<LastRecord>> {
+        #[derive(Serialize)]
+        struct Query<'a> {
+            environment: &'a str,
+            per_page: u8,
+        }
+        let route = format!("/repos/{}/deployments", self.repository);
+        let list: Vec<Value> = self
+            .crab
+            .get(
+                route,
+                Some(&Query {
+                    environment,
+                    per_page: 1,
+                }),
+            )
+            .await
+            .map_err(|e| permission_hint(e, "deployments: read"))
+            .context("listing deployments")?;
+        let Some(newest) = list.first() else {
+            return Ok(None);
+        };
+        let id = newest["id"]
+            .as_u64()
+            .context("a deployment without an id")?;
+        let route = format!("/repos/{}/deployments/{id}/statuses", self.repository);
+        #[derive(Serialize)]
+        struct Page {
+            per_page: u8,
+        }
+        let statuses: Vec<Value> = self
+            .crab
+            .get(route, Some(&Page { per_page: 1 }))
+            .await
+            .context("listing deployment statuses")?;
+        let text = |v: &Value, key: &str| v[key].as_str().map(str::to_owned);
+        Ok(Some(LastRecord {
+            id,
+            sha: text(newest, "sha").unwrap_or_default(),
+            created_at: text(newest, "created_at").unwrap_or_default(),
+            state: statuses.first().and_then(|s| text(s, "state")),
+            description: statuses.first().and_then(|s| text(s, "description")),
+        }))
     }
 }
 

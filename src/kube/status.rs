@@ -68,6 +68,8 @@ pub struct EnvironmentStatus {
     pub lock: Option<LockStatus>,
     /// Something to fix, when the state is not one a deploy can start from.
     pub problem: Option<String>,
+    /// The environment's newest GitHub deployment record, when GitHub was asked.
+    pub record: Option<crate::github::deployments::LastRecord>,
 }
 
 /// What to read: the environment, and the names the pipeline file gives.
@@ -116,6 +118,7 @@ pub async fn read(
         previous_workloads: Vec::new(),
         lock,
         problem: None,
+        record: None,
     };
     if !request.blue_green {
         status.workloads = workloads(&deployments, &request.workloads, None).await?;
@@ -245,6 +248,23 @@ pub fn text(status: &EnvironmentStatus) -> String {
         ),
         None => line(&mut out, "  lock: free".to_owned()),
     }
+    if let Some(record) = &status.record {
+        line(
+            &mut out,
+            format!(
+                "  last GitHub deployment: #{} of {} at {}: {}{}",
+                record.id,
+                &record.sha[..record.sha.len().min(7)],
+                record.created_at,
+                record.state.as_deref().unwrap_or("no status"),
+                record
+                    .description
+                    .as_ref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default()
+            ),
+        );
+    }
     out
 }
 
@@ -327,6 +347,7 @@ mod tests {
             }],
             lock: None,
             problem: None,
+            record: None,
         };
         assert_eq!(
             text(&status),

@@ -1231,6 +1231,47 @@ async fn fake_github() -> (
         })
         .mount(&server)
         .await;
+    // Listing answers with the newest deployment and its newest status.
+    let log = seen.clone();
+    Mock::given(method("GET"))
+        .and(path_regex(r"^/repos/acme/app/deployments$"))
+        .respond_with(move |_: &Request| {
+            let log = log.lock().unwrap();
+            let id = log.iter().filter(|(what, _)| what == "deployment").count();
+            let Some((_, body)) = log.iter().rev().find(|(what, _)| what == "deployment") else {
+                return ResponseTemplate::new(200).set_body_json(json!([]));
+            };
+            ResponseTemplate::new(200).set_body_json(json!([{
+                "id": id, "node_id": "DE_1", "sha": body["ref"], "ref": body["ref"],
+                "task": body["task"], "environment": body["environment"], "creator": null,
+                "payload": body["payload"], "description": body["description"],
+                "statuses_url": format!("{base}/deployments/{id}/statuses"),
+                "repository_url": base, "url": format!("{base}/deployments/{id}"),
+                "created_at": "2026-12-01T12:00:00Z", "updated_at": "2026-12-01T12:00:00Z"
+            }]))
+        })
+        .mount(&server)
+        .await;
+    let log = seen.clone();
+    Mock::given(method("GET"))
+        .and(path_regex(r"^/repos/acme/app/deployments/\d+/statuses$"))
+        .respond_with(move |_: &Request| {
+            let log = log.lock().unwrap();
+            let last = log.iter().rev().find(|(what, _)| what != "deployment");
+            let statuses: Vec<serde_json::Value> = last
+                .map(|(_, body)| json!({
+                    "id": 1, "node_id": "DES_1", "state": body["state"], "creator": null,
+                    "description": body["description"], "deployment_url": format!("{base}/deployments/1"),
+                    "target_url": "https://github.com/acme/app/actions/runs/42", "repository_url": base,
+                    "url": format!("{base}/deployments/1/statuses/1"),
+                    "created_at": "2026-12-01T12:00:00Z", "updated_at": "2026-12-01T12:00:00Z"
+                }))
+                .into_iter()
+                .collect();
+            ResponseTemplate::new(200).set_body_json(statuses)
+        })
+        .mount(&server)
+        .await;
     (server, seen)
 }
 
@@ -1336,4 +1377,18 @@ async fn deploys_are_recorded_on_github_with_requests_valid_by_its_openapi_descr
             .contains("green live (was blue)")
     );
     assert_eq!(success["auto_inactive"], true);
+    // `status` shows the newest record next to what runs.
+    let mut command = bed.command(
+        &config,
+        ["status", "--output", "json"].map(String::from).to_vec(),
+    );
+    for (name, value) in &github_env {
+        command.env(name, value);
+    }
+    let run: Run = command.output().await.unwrap().into();
+    assert_code(&run, 0);
+    let status: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(status["record"]["id"], 2, "{status:#}");
+    assert_eq!(status["record"]["state"], "failure", "{status:#}");
+    assert_eq!(status["live"], "green", "{status:#}");
 }
