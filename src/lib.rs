@@ -13,6 +13,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod execute;
+pub mod findings;
 pub mod github;
 pub mod images;
 pub mod kube;

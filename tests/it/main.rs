@@ -5,6 +5,7 @@ mod actions_io;
 mod bad_input;
 mod bluegreen;
 mod deploy;
+mod findings;
 mod hardening;
 mod images;
 mod kubeconfig;
