@@ -1,6 +1,7 @@
 //! Everything that talks to GitHub: the Actions runner's files and workflow commands, the
-//! Packages API and deployment records (check runs come later).
+//! Packages API, deployment records and check runs.
 
 pub mod actions;
+pub mod checks;
 pub mod deployments;
 pub mod packages;

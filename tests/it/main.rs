@@ -4,6 +4,7 @@ mod action_metadata;
 mod actions_io;
 mod bad_input;
 mod bluegreen;
+mod checks;
 mod deploy;
 mod findings;
 mod hardening;
