@@ -7,11 +7,7 @@
 //! A 403 (a pull request from a fork, a token without `checks: write`) is
 //! [`ChecksError::Forbidden`], so the caller can fall back to workflow commands.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use octocrab::Octocrab;
-use octocrab::service::middleware::retry::{NoOpRateLimitMetrics, RetryConfig};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -26,8 +22,6 @@ const MAX_TITLE: usize = 255;
 const MAX_TEXT: usize = 65_535;
 /// Longest annotation message.
 const MAX_MESSAGE: usize = 64 * 1024;
-/// Retries of one request on rate limits and server errors.
-const MAX_RETRIES: usize = 4;
 
 /// Why a check run could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -131,21 +125,7 @@ pub struct CheckRunsClient {
 impl CheckRunsClient {
     /// A client for `repository` (`owner/name`) at `api_base` (`GITHUB_API_URL`).
     pub fn new(api_base: &str, token: &Secret, repository: &str) -> anyhow::Result<Self> {
-        use anyhow::Context as _;
-        let crab = Octocrab::builder()
-            .base_uri(api_base)
-            .with_context(|| format!("GitHub API URL {api_base}"))?
-            .personal_token(token.expose().to_owned())
-            .add_retry_config(RetryConfig::HandleRateLimits {
-                metrics: Arc::new(NoOpRateLimitMetrics),
-                max_retries: MAX_RETRIES,
-                min_wait_seconds: 1,
-                retry_on_forbidden: false,
-            })
-            .set_connect_timeout(Some(Duration::from_secs(10)))
-            .set_read_timeout(Some(Duration::from_secs(60)))
-            .build()
-            .context("building the GitHub client")?;
+        let crab = super::rest::client(api_base, token)?;
         Ok(CheckRunsClient {
             crab,
             repository: repository.to_owned(),

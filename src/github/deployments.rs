@@ -3,19 +3,12 @@
 //! `success`, `failure` or `error`). With `auto_inactive`, GitHub marks the environment's
 //! earlier deployments `inactive` when a new one succeeds.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use anyhow::Context as _;
 use octocrab::Octocrab;
-use octocrab::service::middleware::retry::{NoOpRateLimitMetrics, RetryConfig};
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::oci::auth::Secret;
-
-/// Retries of one request on rate limits and server errors.
-const MAX_RETRIES: usize = 4;
 
 /// What a deployment record says.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -95,20 +88,7 @@ pub struct DeploymentsClient {
 impl DeploymentsClient {
     /// A client for `repository` (`owner/name`) at `api_base` (`GITHUB_API_URL`).
     pub fn new(api_base: &str, token: &Secret, repository: &str) -> anyhow::Result<Self> {
-        let crab = Octocrab::builder()
-            .base_uri(api_base)
-            .with_context(|| format!("GitHub API URL {api_base}"))?
-            .personal_token(token.expose().to_owned())
-            .add_retry_config(RetryConfig::HandleRateLimits {
-                metrics: Arc::new(NoOpRateLimitMetrics),
-                max_retries: MAX_RETRIES,
-                min_wait_seconds: 1,
-                retry_on_forbidden: false,
-            })
-            .set_connect_timeout(Some(Duration::from_secs(10)))
-            .set_read_timeout(Some(Duration::from_secs(60)))
-            .build()
-            .context("building the GitHub client")?;
+        let crab = super::rest::client(api_base, token)?;
         Ok(DeploymentsClient {
             crab,
             repository: repository.to_owned(),

@@ -5,3 +5,4 @@ pub mod actions;
 pub mod checks;
 pub mod deployments;
 pub mod packages;
+pub mod rest;

@@ -1,24 +1,17 @@
 //! GitHub Packages REST API for container images (ghcr.io), through octocrab: listing every
 //! version of a package (following `Link` pagination) and deleting one by id. Rate limits
 //! (429/403 with `Retry-After` or `x-ratelimit-reset`) are waited out by octocrab's retry
-//! layer, configured here.
-
-use std::sync::Arc;
-use std::time::Duration;
+//! layer, configured in [`super::rest`].
 
 use anyhow::{Context as _, bail};
 use octocrab::Octocrab;
 use octocrab::models::packages::{PackageType, PackageVersion};
-use octocrab::service::middleware::retry::{NoOpRateLimitMetrics, RetryConfig};
 
 use crate::images::prune::{Version, VersionId};
 use crate::oci::auth::Secret;
 
 /// Versions asked for per page (the API's maximum).
 const PER_PAGE: u8 = 100;
-
-/// Retries of one request on rate limits and server errors.
-const MAX_RETRIES: usize = 4;
 
 /// Most pages of one package's versions followed (100,000 versions at full pages).
 pub const MAX_PAGES: usize = 1_000;
@@ -134,22 +127,7 @@ impl std::fmt::Debug for PackagesClient {
 impl PackagesClient {
     /// A client for the API at `api_base` (`https://api.github.com`, or a test server).
     pub fn new(api_base: &str, token: &Secret, owner: PackageOwner) -> anyhow::Result<Self> {
-        crate::tls::ensure_provider();
-        let crab = Octocrab::builder()
-            .base_uri(api_base)
-            .with_context(|| format!("GitHub API URL {api_base}"))?
-            .personal_token(token.expose().to_owned())
-            .add_retry_config(RetryConfig::HandleRateLimits {
-                metrics: Arc::new(NoOpRateLimitMetrics),
-                max_retries: MAX_RETRIES,
-                min_wait_seconds: 1,
-                // A 403 without rate-limit headers is a permission problem: report it.
-                retry_on_forbidden: false,
-            })
-            .set_connect_timeout(Some(Duration::from_secs(10)))
-            .set_read_timeout(Some(Duration::from_secs(60)))
-            .build()
-            .context("building the GitHub client")?;
+        let crab = super::rest::client(api_base, token)?;
         Ok(PackagesClient { crab, owner })
     }
 
