@@ -460,13 +460,11 @@ async fn merge_deployment(
 const HELD_MIN: &str = "jisu.dev/held-min-replicas";
 const HELD_MAX: &str = "jisu.dev/held-max-replicas";
 
-/// The HPAs scaling Deployment `target`.
+/// The HPAs (in `api`'s namespace) scaling Deployment `target`.
 async fn autoscalers_of(
-    kube: &kube::Client,
-    namespace: &str,
+    api: &Api<HorizontalPodAutoscaler>,
     target: &str,
 ) -> Result<Vec<HorizontalPodAutoscaler>, CallError> {
-    let api: Api<HorizontalPodAutoscaler> = Api::namespaced(kube.clone(), namespace);
     let params = ListParams::default();
     let all = retrying("list HPAs", || api.list(&params)).await?;
     Ok(all
@@ -488,7 +486,7 @@ async fn lower_autoscalers(
     target: &str,
 ) -> Result<(), CallError> {
     let api: Api<HorizontalPodAutoscaler> = Api::namespaced(kube.clone(), namespace);
-    for hpa in autoscalers_of(kube, namespace, target).await? {
+    for hpa in autoscalers_of(&api, target).await? {
         let name = hpa.metadata.name.clone().unwrap_or_default();
         let spec = hpa.spec.unwrap_or_default();
         let held = hpa.metadata.annotations.unwrap_or_default();
@@ -517,7 +515,7 @@ async fn restore_autoscalers(
     target: &str,
 ) -> Result<(), CallError> {
     let api: Api<HorizontalPodAutoscaler> = Api::namespaced(kube.clone(), namespace);
-    for hpa in autoscalers_of(kube, namespace, target).await? {
+    for hpa in autoscalers_of(&api, target).await? {
         let name = hpa.metadata.name.clone().unwrap_or_default();
         let held = hpa.metadata.annotations.unwrap_or_default();
         let (Some(min), Some(max)) = (
@@ -542,7 +540,7 @@ async fn delete_autoscalers(
     target: &str,
 ) -> Result<(), CallError> {
     let api: Api<HorizontalPodAutoscaler> = Api::namespaced(kube.clone(), namespace);
-    for hpa in autoscalers_of(kube, namespace, target).await? {
+    for hpa in autoscalers_of(&api, target).await? {
         let name = hpa.metadata.name.clone().unwrap_or_default();
         let params = DeleteParams::default();
         retrying("delete an HPA", || api.delete(&name, &params)).await?;
