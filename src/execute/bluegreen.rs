@@ -248,7 +248,7 @@ impl BlueGreen {
                     .and_then(|d| d.spec?.replicas)
                     .unwrap_or(1)
                     .max(1);
-                merge_deployment(&api, &name, json!({"spec": {"replicas": size}})).await?;
+                merge(&api, &name, json!({"spec": {"replicas": size}})).await?;
                 restore_autoscalers(kube, namespace, &name).await?;
                 scaled.push(name);
             }
@@ -377,7 +377,7 @@ impl BlueGreen {
                 match due(&deployment) {
                     Some(true) if running => {
                         lower_autoscalers(kube, namespace, &previous).await?;
-                        merge_deployment(&api, &previous, json!({"spec": {"replicas": 0}})).await?;
+                        merge(&api, &previous, json!({"spec": {"replicas": 0}})).await?;
                         scaled.push(previous);
                     }
                     Some(false) if running => kept.push(previous),
@@ -426,7 +426,7 @@ impl BlueGreen {
                 continue;
             }
             let patch = json!({"metadata": {"annotations": {SCALE_DOWN_AFTER: until.to_string()}}});
-            merge_deployment(&api, &name, patch).await?;
+            merge(&api, &name, patch).await?;
             marked.push(name);
         }
         Ok(Done::Ran(BTreeMap::from([
@@ -445,15 +445,6 @@ async fn get_deployment(
     name: &str,
 ) -> Result<Option<Deployment>, CallError> {
     retrying("read a Deployment", || api.get_opt(name)).await
-}
-
-/// A merge patch of a Deployment (idempotent, so retried).
-async fn merge_deployment(
-    api: &Api<Deployment>,
-    name: &str,
-    patch: Value,
-) -> Result<(), CallError> {
-    merge(api, name, patch).await
 }
 
 /// Annotations keeping an HPA's bounds while it is lowered for a scaled-down color.
