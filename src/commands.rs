@@ -292,20 +292,14 @@ fn deploy(session: &Session, args: &DeployArgs) -> Result<()> {
 }
 
 fn promote(session: &Session, args: &PromoteArgs) -> Result<()> {
-    let pipeline = session.pipeline()?;
-    let mut sources = synthetic(
+    let sources = dispatch(
         session,
-        "workflow_dispatch",
-        format!("refs/heads/{}", pipeline.default_branch),
-    );
-    sources.inputs = [
-        ("operation", "promote"),
-        ("environment", args.environment.as_str()),
-        ("sha", args.sha.as_str()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
+        &[
+            ("operation", "promote"),
+            ("environment", args.environment.as_str()),
+            ("sha", args.sha.as_str()),
+        ],
+    )?;
     let plan = plan_for(session, &sources)?;
     the_job(&plan, "promote", "--environment")?;
     let settings = settings(&args.registry, None, None, None, None);
@@ -334,21 +328,31 @@ fn promote(session: &Session, args: &PromoteArgs) -> Result<()> {
 /// `rollback` and `switch`: the `<operation>-<env>` job of a workflow_dispatch asking
 /// for that operation.
 fn dispatch_operation(session: &Session, operation: &str, args: &RollbackArgs) -> Result<()> {
-    let pipeline = session.pipeline()?;
     environment(session, &args.environment)?;
+    let sources = dispatch(
+        session,
+        &[
+            ("operation", operation),
+            ("environment", args.environment.as_str()),
+        ],
+    )?;
+    environment_job(session, &sources, operation, args)
+}
+
+/// A `workflow_dispatch` on the default branch with `inputs`, as the promote, rollback and
+/// switch commands make it up.
+fn dispatch(session: &Session, inputs: &[(&str, &str)]) -> Result<ContextSources> {
+    let pipeline = session.pipeline()?;
     let mut sources = synthetic(
         session,
         "workflow_dispatch",
         format!("refs/heads/{}", pipeline.default_branch),
     );
-    sources.inputs = [
-        ("operation", operation),
-        ("environment", args.environment.as_str()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    environment_job(session, &sources, operation, args)
+    sources.inputs = inputs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    Ok(sources)
 }
 
 /// `cleanup`: the `cleanup-<env>` job of a scheduled run.
