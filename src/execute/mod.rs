@@ -275,6 +275,7 @@ impl<'s> Executor<'s> {
                 outputs: BTreeMap::new(),
                 error: None,
                 failure: None,
+                findings: None,
             };
             if !step.decision.runs {
                 report.reason = Some(step.decision.reason.clone());
@@ -561,6 +562,7 @@ fn skipped_job(job: &Job, status: Status, reason: &str) -> JobReport {
                 outputs: BTreeMap::new(),
                 error: None,
                 failure: None,
+                findings: None,
             })
             .collect(),
     }

@@ -154,6 +154,61 @@ pub struct StepReport {
     pub error: Option<String>,
     /// What kind of failure it was.
     pub failure: Option<FailureKind>,
+    /// What a gate step's tools found (gate steps that read reports only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub findings: Option<GateFindings>,
+}
+
+/// The most findings a step report lists; the counts cover all of them.
+pub const FIRST_FINDINGS: usize = 20;
+
+/// What a gate step's tools found, and the gate's verdict on it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GateFindings {
+    /// Findings of severity error.
+    pub errors: usize,
+    /// Findings of severity warning.
+    pub warnings: usize,
+    /// Findings of severity notice.
+    pub notices: usize,
+    /// Total line coverage in percent, when the gate reads a coverage report.
+    pub coverage_percent: Option<f64>,
+    /// Why the gate passed or failed: one line per threshold or rule applied.
+    pub verdicts: Vec<String>,
+    /// The first [`FIRST_FINDINGS`] findings, in the order the tools reported them.
+    pub first: Vec<FindingLine>,
+}
+
+/// One finding as reports and summaries show it (text exactly as the tool wrote it:
+/// escape it where it is printed).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FindingLine {
+    /// The tool (`flake8`, `bandit`, `pytest-junit`, ...).
+    pub tool: String,
+    /// `error`, `warning` or `notice`.
+    pub severity: String,
+    /// The file (for pip-audit, `package==version`).
+    pub path: String,
+    /// 1-based line, when the tool gave one.
+    pub line: Option<u32>,
+    /// The rule, advisory or test id.
+    pub code: Option<String>,
+    /// The tool's message.
+    pub message: String,
+}
+
+impl FindingLine {
+    /// The line for `finding`.
+    pub fn of(finding: &crate::findings::Finding) -> Self {
+        FindingLine {
+            tool: finding.tool.name().to_owned(),
+            severity: finding.severity.as_str().to_owned(),
+            path: finding.path.clone(),
+            line: finding.line,
+            code: finding.code.clone(),
+            message: finding.message.clone(),
+        }
+    }
 }
 
 impl RunReport {
