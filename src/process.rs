@@ -115,67 +115,150 @@ pub fn scrubbed_env(
 
 /// Runs `child` to completion: output on our stderr, killed at the deadline.
 pub async fn run(child: &Child<'_>) -> Result<(), ProcessError> {
-    use std::os::fd::AsFd as _;
+    run_captured(child, 0).await.0
+}
+
+/// What a child wrote, kept up to the limit the caller asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Output {
+    /// Standard output, at most the limit.
+    pub stdout: Vec<u8>,
+    /// Standard error, at most the limit.
+    pub stderr: Vec<u8>,
+    /// Whether either stream wrote more than the limit (the rest was only logged).
+    pub cut: bool,
+}
+
+/// Runs `child` like [`run`], and also keeps the first `keep` bytes of each output stream.
+/// Every line the child writes reaches our stderr through [`crate::output::guard`], so a
+/// child's output cannot issue workflow commands; the output comes back even when the
+/// child fails (a linter exits 1 with its findings).
+pub async fn run_captured(child: &Child<'_>, keep: usize) -> (Result<(), ProcessError>, Output) {
     let name = child.name.to_owned();
-    let (program, arguments) = child
-        .argv
-        .split_first()
-        .ok_or_else(|| ProcessError::Start {
-            name: name.clone(),
+    let Some((program, arguments)) = child.argv.split_first() else {
+        let error = ProcessError::Start {
+            name,
             program: String::new(),
             source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "empty command line"),
-        })?;
-    let workdir =
-        inside(child.checkout, child.workdir).ok_or_else(|| ProcessError::OutsideCheckout {
-            name: name.clone(),
+        };
+        return (Err(error), Output::default());
+    };
+    let Some(workdir) = inside(child.checkout, child.workdir) else {
+        let error = ProcessError::OutsideCheckout {
+            name,
             workdir: child.workdir.to_owned(),
-        })?;
-    let stderr = std::io::stderr()
-        .as_fd()
-        .try_clone_to_owned()
-        .map_err(|source| ProcessError::Wait {
-            name: name.clone(),
-            source,
-        })?;
+        };
+        return (Err(error), Output::default());
+    };
     let env = scrubbed_env(|k| std::env::var(k).ok(), child.env);
-    let mut process = tokio::process::Command::new(program)
+    let spawned = tokio::process::Command::new(program)
         .args(arguments)
         .current_dir(&workdir)
         .env_clear()
         .envs(&env)
         .stdin(Stdio::null())
-        .stdout(Stdio::from(stderr))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         // Its own process group, so stopping it stops what it started (a builder's
         // containers, a test runner's workers) too.
         .process_group(0)
         .kill_on_drop(true)
-        .spawn()
-        .map_err(|source| ProcessError::Start {
-            name: name.clone(),
-            program: program.clone(),
-            source,
-        })?;
+        .spawn();
+    let mut process = match spawned {
+        Ok(process) => process,
+        Err(source) => {
+            let error = ProcessError::Start {
+                name,
+                program: program.clone(),
+                source,
+            };
+            return (Err(error), Output::default());
+        }
+    };
     // Declared after `process`, so dropped before it: when the run is cancelled (SIGTERM,
     // SIGINT) this future is dropped mid-wait and the group is stopped first.
     let mut group = Group(process.id());
-    let result = match tokio::time::timeout(child.timeout, process.wait()).await {
-        Ok(Ok(status)) if status.success() => Ok(()),
-        Ok(Ok(status)) => Err(ProcessError::Failed {
-            name,
-            status: status.to_string(),
-        }),
-        Ok(Err(source)) => Err(ProcessError::Wait { name, source }),
+    let stdout = process.stdout.take();
+    let stderr = process.stderr.take();
+    let finished = async {
+        let (out, err, status) =
+            tokio::join!(forward(stdout, keep), forward(stderr, keep), process.wait());
+        (out, err, status)
+    };
+    let (result, output) = match tokio::time::timeout(child.timeout, finished).await {
+        Ok(((stdout, cut_out), (stderr, cut_err), status)) => {
+            let output = Output {
+                stdout,
+                stderr,
+                cut: cut_out || cut_err,
+            };
+            let result = match status {
+                Ok(status) if status.success() => Ok(()),
+                Ok(status) => Err(ProcessError::Failed {
+                    name,
+                    status: status.to_string(),
+                }),
+                Err(source) => Err(ProcessError::Wait { name, source }),
+            };
+            (result, output)
+        }
         Err(_) => {
             group.signal(libc::SIGKILL);
             process.kill().await.ok();
-            Err(ProcessError::TimedOut {
+            let error = ProcessError::TimedOut {
                 name,
                 timeout: HumanDuration(child.timeout),
-            })
+            };
+            (Err(error), Output::default())
         }
     };
     group.0 = None;
-    result
+    (result, output)
+}
+
+/// The longest line forwarded as one; longer ones are forwarded in pieces.
+const MAX_LINE: usize = 64 * 1024;
+
+/// Copies `stream` to our stderr line by line through [`crate::output::guard`], keeping
+/// its first `keep` bytes; whether more came than was kept.
+async fn forward(
+    stream: Option<impl tokio::io::AsyncRead + Unpin>,
+    keep: usize,
+) -> (Vec<u8>, bool) {
+    use tokio::io::AsyncReadExt as _;
+    let mut kept = Vec::new();
+    let mut cut = false;
+    let Some(mut stream) = stream else {
+        return (kept, cut);
+    };
+    let mut line: Vec<u8> = Vec::new();
+    let mut buffer = [0u8; 8192];
+    loop {
+        let read = match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(read) => read,
+        };
+        let chunk = &buffer[..read];
+        let room = keep.saturating_sub(kept.len());
+        kept.extend_from_slice(&chunk[..room.min(read)]);
+        cut |= read > room;
+        for &byte in chunk {
+            line.push(byte);
+            if byte == b'\n' || line.len() >= MAX_LINE {
+                emit(&line);
+                line.clear();
+            }
+        }
+    }
+    if !line.is_empty() {
+        emit(&line);
+    }
+    (kept, cut)
+}
+
+fn emit(line: &[u8]) {
+    let text = String::from_utf8_lossy(line);
+    crate::output::err_line(text.strip_suffix('\n').unwrap_or(&text));
 }
 
 /// How long a cancelled child's process group gets between SIGTERM and SIGKILL.

@@ -246,19 +246,166 @@ fn default_command_timeout() -> HumanDuration {
     HumanDuration(std::time::Duration::from_secs(30 * 60))
 }
 
-/// Commands that must pass, grouped as the pipeline runs them.
+/// Checks that must pass, grouped as the pipeline runs them.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Gates {
     /// Style and static checks.
     #[serde(default)]
-    pub lint: Vec<Command>,
+    pub lint: Vec<Gate>,
     /// Security scanners (code and dependencies).
     #[serde(default)]
-    pub security: Vec<Command>,
+    pub security: Vec<Gate>,
     /// Test suites.
     #[serde(default)]
-    pub test: Vec<Command>,
+    pub test: Vec<Gate>,
+}
+
+/// One check: a command, the reports its tool writes (read into findings), and the limits
+/// that decide pass or fail. A gate without `run` reads reports an earlier workflow step
+/// wrote (a Docker action cannot see the runner's Python).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Gate {
+    /// Shown in logs and check runs.
+    pub name: String,
+    /// The program followed by its arguments; empty to only read `reports`.
+    #[serde(default)]
+    pub run: Vec<String>,
+    /// Working directory, relative to the repository root; report files are relative to it.
+    #[serde(default = "default_workdir")]
+    pub workdir: String,
+    /// Extra environment variables (not secrets: they are printed in plans).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Deadline; the command is stopped and fails when it passes.
+    #[serde(default = "default_command_timeout")]
+    pub timeout: HumanDuration,
+    /// What the tool writes, to be read as findings or coverage.
+    #[serde(default)]
+    pub reports: Vec<ReportSource>,
+    /// Limits that decide pass or fail from the reports instead of the exit status.
+    #[serde(default)]
+    pub thresholds: Thresholds,
+}
+
+impl Gate {
+    /// The command part, when the gate runs one.
+    pub fn command(&self) -> Option<Command> {
+        (!self.run.is_empty()).then(|| Command {
+            name: self.name.clone(),
+            run: self.run.clone(),
+            workdir: self.workdir.clone(),
+            env: self.env.clone(),
+            timeout: self.timeout,
+        })
+    }
+}
+
+/// Where a gate's report is and how it is written.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSource {
+    /// The tool's output format.
+    pub format: ReportFormat,
+    /// A file the tool writes, relative to the gate's `workdir`; when absent, the
+    /// command's output stream is read (`stream`, or the tool's usual one).
+    #[serde(default)]
+    pub file: Option<String>,
+    /// Which output stream to read when there is no `file`.
+    #[serde(default)]
+    pub stream: Option<Stream>,
+}
+
+/// Report formats gates understand.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReportFormat {
+    /// flake8's default format (stdout).
+    Flake8,
+    /// `black --check` (stderr).
+    Black,
+    /// `isort --check-only` (stderr).
+    Isort,
+    /// `bandit -f json` (stdout or `-o` file).
+    Bandit,
+    /// `pip-audit -f json` (stdout or `-o` file).
+    PipAudit,
+    /// pytest's `--junitxml` file.
+    PytestJunit,
+    /// Cobertura XML coverage (`--cov-report=xml`), a file.
+    Cobertura,
+}
+
+impl ReportFormat {
+    /// The name as the pipeline file spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReportFormat::Flake8 => "flake8",
+            ReportFormat::Black => "black",
+            ReportFormat::Isort => "isort",
+            ReportFormat::Bandit => "bandit",
+            ReportFormat::PipAudit => "pip-audit",
+            ReportFormat::PytestJunit => "pytest-junit",
+            ReportFormat::Cobertura => "cobertura",
+        }
+    }
+
+    /// The stream the tool writes this format to when no file is named; `None` for formats
+    /// that only come as files.
+    pub fn usual_stream(self) -> Option<Stream> {
+        match self {
+            ReportFormat::Flake8 | ReportFormat::Bandit | ReportFormat::PipAudit => {
+                Some(Stream::Stdout)
+            }
+            ReportFormat::Black | ReportFormat::Isort => Some(Stream::Stderr),
+            ReportFormat::PytestJunit | ReportFormat::Cobertura => None,
+        }
+    }
+}
+
+/// A command's output stream.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// A gate's limits. With any set, they and the findings decide, not the exit status.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Thresholds {
+    /// bandit issues of this severity or higher fail the gate (`low`, `medium`, `high`).
+    #[serde(default)]
+    pub bandit_severity: Option<BanditSeverity>,
+    /// Known vulnerabilities (pip-audit) allowed before the gate fails.
+    #[serde(default)]
+    pub vulnerabilities: Option<usize>,
+    /// Minimum total line coverage, percent.
+    #[serde(default)]
+    pub coverage: Option<f64>,
+}
+
+impl Thresholds {
+    /// Whether any limit is set.
+    pub fn any(&self) -> bool {
+        self.bandit_severity.is_some() || self.vulnerabilities.is_some() || self.coverage.is_some()
+    }
+}
+
+/// bandit's severity scale.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BanditSeverity {
+    /// `LOW`.
+    Low,
+    /// `MEDIUM`.
+    Medium,
+    /// `HIGH`.
+    High,
 }
 
 /// Which images stay on the registry.

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::cron;
-use super::pipeline::{Command, Pipeline, Strategy, TagScheme};
+use super::pipeline::{Command, Gate, Pipeline, ReportFormat, Strategy, TagScheme};
 
 /// What validation needs to know about the repository checkout.
 pub trait Workspace {
@@ -264,8 +264,8 @@ pub fn validate(pipeline: &Pipeline, workspace: &dyn Workspace) -> Vec<Violation
         ("security", &pipeline.gates.security),
         ("test", &pipeline.gates.test),
     ] {
-        for (i, command) in commands.iter().enumerate() {
-            check_command(command, &format!("gates.{group}[{i}]"), workspace, &mut bad);
+        for (i, gate) in commands.iter().enumerate() {
+            check_gate(gate, &format!("gates.{group}[{i}]"), workspace, &mut bad);
         }
         check_names_unique(
             &commands.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
@@ -358,6 +358,108 @@ fn check_command(
             );
         }
     }
+}
+
+/// A gate runs a command, reads reports, or both; every report can be found and every
+/// threshold has a report to look at.
+fn check_gate(
+    gate: &Gate,
+    at: &str,
+    workspace: &dyn Workspace,
+    bad: &mut impl FnMut(String, String),
+) {
+    match gate.command() {
+        Some(command) => check_command(&command, at, workspace, bad),
+        None if gate.reports.is_empty() => bad(
+            format!("{at}.run"),
+            "list the program and its arguments, e.g. `[flake8, app]`, or name the `reports` an earlier workflow step wrote".into(),
+        ),
+        None => {
+            if gate.name.trim().is_empty() {
+                bad(format!("{at}.name"), "must not be empty".into());
+            }
+            if !workspace.is_dir(&gate.workdir) {
+                bad(
+                    format!("{at}.workdir"),
+                    format!("`{}` is not a directory in the repository", gate.workdir),
+                );
+            }
+        }
+    }
+    for (i, report) in gate.reports.iter().enumerate() {
+        let here = format!("{at}.reports[{i}]");
+        match (&report.file, report.stream) {
+            (Some(_), Some(_)) => bad(here, "give `file` or `stream`, not both".into()),
+            (Some(file), None) => {
+                if !is_relative_inside(file) {
+                    bad(
+                        format!("{here}.file"),
+                        format!(
+                            "`{file}` must be a relative path inside the checkout (no `..`, not absolute)"
+                        ),
+                    );
+                }
+            }
+            (None, stream) => {
+                if gate.run.is_empty() {
+                    bad(
+                        format!("{at}.run"),
+                        format!(
+                            "list the program and its arguments, e.g. `[flake8, app]`: `reports[{i}]` reads its output (or name the report `file` an earlier workflow step wrote)"
+                        ),
+                    );
+                } else if stream.is_none() && report.format.usual_stream().is_none() {
+                    bad(
+                        format!("{here}.file"),
+                        format!(
+                            "{} reports are files: name the `file` the tool writes",
+                            report.format.name()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    let reads = |format: ReportFormat| gate.reports.iter().any(|r| r.format == format);
+    let thresholds = &gate.thresholds;
+    if thresholds.bandit_severity.is_some() && !reads(ReportFormat::Bandit) {
+        bad(
+            format!("{at}.thresholds.bandit_severity"),
+            "the gate reads no bandit report: add `reports: [{format: bandit, ...}]`".into(),
+        );
+    }
+    if thresholds.vulnerabilities.is_some() && !reads(ReportFormat::PipAudit) {
+        bad(
+            format!("{at}.thresholds.vulnerabilities"),
+            "the gate reads no pip-audit report: add `reports: [{format: pip-audit, ...}]`".into(),
+        );
+    }
+    if let Some(minimum) = thresholds.coverage {
+        if !reads(ReportFormat::Cobertura) {
+            bad(
+                format!("{at}.thresholds.coverage"),
+                "the gate reads no coverage report: add `reports: [{format: cobertura, file: ...}]`".into(),
+            );
+        }
+        if !(0.0..=100.0).contains(&minimum) {
+            bad(
+                format!("{at}.thresholds.coverage"),
+                format!("{minimum} is not a percentage from 0 to 100"),
+            );
+        }
+    }
+}
+
+/// A relative path that stays inside the directory it is joined to.
+fn is_relative_inside(path: &str) -> bool {
+    let path = std::path::Path::new(path);
+    !path.as_os_str().is_empty()
+        && path.components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        })
 }
 
 fn check_names_unique(names: &[&str], at: &str, bad: &mut impl FnMut(String, String)) {

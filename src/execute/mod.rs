@@ -9,7 +9,9 @@
 //! marked `when: always` (unlock, record) still run.
 
 pub mod bluegreen;
+pub mod checks;
 pub mod deploy;
+pub mod gates;
 pub mod images;
 pub mod locks;
 pub mod records;
@@ -101,6 +103,10 @@ pub struct Executor<'s> {
     records: records::Records,
     /// The deploy locks held.
     locks: locks::Locks,
+    /// The check run of the running gate job.
+    checks: checks::Checks,
+    /// What the gate step that just ran found.
+    gate_run: Option<gates::GateRun>,
 }
 
 impl<'s> Executor<'s> {
@@ -115,6 +121,8 @@ impl<'s> Executor<'s> {
             images: images::ImageResults::default(),
             records: records::Records::default(),
             locks: locks::Locks::default(),
+            checks: checks::Checks::default(),
+            gate_run: None,
         }
     }
 
@@ -203,17 +211,10 @@ impl<'s> Executor<'s> {
                 let at = format!("step `{}/{}`", job.id, step.id);
                 match &step.action {
                     Action::RunCommand { command } => {
-                        if crate::process::inside(&self.session.workspace, &command.workdir)
-                            .is_none()
-                        {
-                            problems.push(crate::error::InputProblem::new(
-                                &at,
-                                format!(
-                                    "working directory `{}` of `{}` is not a folder inside the checkout",
-                                    command.workdir, command.name
-                                ),
-                            ));
-                        }
+                        self.check_workdir(&at, &command.name, &command.workdir, &mut problems);
+                    }
+                    Action::RunGate { gate } => {
+                        self.check_workdir(&at, &gate.name, &gate.workdir, &mut problems);
                     }
                     Action::BuildImage {
                         component, push, ..
@@ -255,12 +256,32 @@ impl<'s> Executor<'s> {
         }
     }
 
+    fn check_workdir(
+        &self,
+        at: &str,
+        name: &str,
+        workdir: &str,
+        problems: &mut Vec<crate::error::InputProblem>,
+    ) {
+        if crate::process::inside(&self.session.workspace, workdir).is_none() {
+            problems.push(crate::error::InputProblem::new(
+                at,
+                format!(
+                    "working directory `{workdir}` of `{name}` is not a folder inside the checkout"
+                ),
+            ));
+        }
+    }
+
     async fn run_job(&mut self, plan: &Plan, job: &Job) -> JobReport {
         let started = Instant::now();
         let started_at = now();
         info!("job `{}`: {}", job.id, job.decision.reason);
         self.records
             .start(self.session, plan, job, &self.digests, self.preview)
+            .await;
+        self.checks
+            .start(self.session, plan, job, self.preview)
             .await;
         let mut failed = false;
         let mut steps = Vec::new();
@@ -313,6 +334,13 @@ impl<'s> Executor<'s> {
             };
             let elapsed = step_started.elapsed();
             report.duration_ms = Some(millis(elapsed));
+            if let Some(gate) = self.gate_run.take() {
+                if let Some(found) = &gate.report {
+                    self.checks
+                        .add(&step.id, outcome.is_ok(), gate.findings, &found.verdicts);
+                }
+                report.findings = gate.report;
+            }
             let took = report::human_millis(millis(elapsed));
             match outcome {
                 Ok(Done::Ran(outputs)) => {
@@ -337,6 +365,7 @@ impl<'s> Executor<'s> {
         }
         // A lock the job's own `unlock` did not give back (it did not run) goes back now.
         self.locks.release_all().await;
+        self.checks.finish(self.session, job, failed).await;
         JobReport {
             id: job.id.clone(),
             environment: job.environment.clone(),
@@ -378,6 +407,17 @@ impl<'s> Executor<'s> {
                 })
                 .await?;
                 Ok(Done::ran())
+            }
+            Action::RunGate { gate } => {
+                if self.preview {
+                    return Ok(Done::Skipped(format!(
+                        "dry run: would run gate `{}`",
+                        gate.name
+                    )));
+                }
+                let (outcome, found) = gates::run(&self.session.workspace, gate).await;
+                self.gate_run = Some(found);
+                outcome
             }
             Action::BuildImage { .. } => {
                 let done =

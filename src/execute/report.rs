@@ -39,6 +39,8 @@ pub enum Status {
 pub enum FailureKind {
     /// A command (gate, environment command, builder) failed, timed out or did not start.
     Command,
+    /// A gate's findings or thresholds failed it.
+    Gate,
     /// A rollout did not complete.
     Rollout,
     /// HTTP checks failed.
@@ -63,6 +65,9 @@ impl FailureKind {
         for cause in error.chain() {
             if cause.is::<ProcessError>() {
                 return FailureKind::Command;
+            }
+            if cause.is::<crate::execute::gates::GateFailed>() {
+                return FailureKind::Gate;
             }
             if cause.is::<RolloutError>() {
                 return FailureKind::Rollout;

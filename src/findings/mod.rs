@@ -19,6 +19,7 @@ pub mod isort;
 pub mod junit;
 pub mod pip_audit;
 pub mod thresholds;
+pub mod verdict;
 mod xml;
 
 use std::fmt;

@@ -158,8 +158,13 @@ impl Runner {
 
     /// Prints an error annotation (Actions only; elsewhere the error is on stderr already).
     pub fn error_annotation(&self, at: &AnnotationAt, message: &str) {
+        self.annotate("error", at, message);
+    }
+
+    /// Prints an annotation of `level` (`error`, `warning`, `notice`; Actions only).
+    pub fn annotate(&self, level: &str, at: &AnnotationAt, message: &str) {
         if self.in_actions {
-            crate::output::workflow_command(&annotation("error", at, message));
+            crate::output::workflow_command(&annotation(level, at, message));
         }
     }
 }

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::config::context::{DispatchRequest, Event, GitRef, RunContext};
-use crate::config::pipeline::{BackupTarget, Command, HttpCheck, Pipeline};
+use crate::config::pipeline::{BackupTarget, Command, Gate, HttpCheck, Pipeline};
 use crate::error::InputError;
 use crate::images::tags;
 
@@ -135,10 +135,16 @@ pub enum ColorRole {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Action {
-    /// Run a gate or check command without a shell.
+    /// Run an environment's command without a shell.
     RunCommand {
         /// The command.
         command: Command,
+    },
+    /// Run a gate: its command (if any), then its reports read into findings and held
+    /// against its thresholds.
+    RunGate {
+        /// The gate.
+        gate: Gate,
     },
     /// Build one component's image, and push it when `push`.
     BuildImage {

@@ -1,11 +1,13 @@
 //! Printing a plan: a readable tree for terminals and logs, stable JSON for programs.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::output;
 
 use super::{Action, ColorRole, Decision, ImageSource, Plan, When, short};
 use crate::config::context::{DispatchRequest, Event, GitRef};
+use crate::config::pipeline::{Stream, Thresholds};
 
 /// One line saying what event the plan is for.
 pub fn headline(plan: &Plan) -> String {
@@ -128,22 +130,67 @@ fn color(role: &Option<ColorRole>) -> &'static str {
     }
 }
 
+fn command_lines(run: &[String], workdir: &str, env: &BTreeMap<String, String>) -> Vec<String> {
+    let mut line = format!("$ {}", run.join(" "));
+    if workdir != "." {
+        let _ = write!(line, "   (in {workdir})");
+    }
+    let mut lines = vec![line];
+    if !env.is_empty() {
+        let vars: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        lines.push(format!("env: {}", vars.join(" ")));
+    }
+    lines
+}
+
+/// A gate's limits in words (`bandit issue of severity medium or higher`).
+pub fn threshold_words(thresholds: &Thresholds) -> Vec<String> {
+    let mut words = Vec::new();
+    if let Some(severity) = thresholds.bandit_severity {
+        words.push(format!(
+            "a bandit issue of severity {} or higher",
+            format!("{severity:?}").to_lowercase()
+        ));
+    }
+    if let Some(allowed) = thresholds.vulnerabilities {
+        words.push(format!("more than {allowed} known vulnerabilities"));
+    }
+    if let Some(minimum) = thresholds.coverage {
+        words.push(format!("coverage below {minimum}%"));
+    }
+    words
+}
+
 /// What an action does, in one or more short lines.
 pub fn describe(action: &Action) -> Vec<String> {
     match action {
         Action::RunCommand { command } => {
-            let mut line = format!("$ {}", command.run.join(" "));
-            if command.workdir != "." {
-                let _ = write!(line, "   (in {})", command.workdir);
-            }
-            let mut lines = vec![line];
-            if !command.env.is_empty() {
-                let vars: Vec<String> = command
-                    .env
+            command_lines(&command.run, &command.workdir, &command.env)
+        }
+        Action::RunGate { gate } => {
+            let mut lines = if gate.run.is_empty() {
+                vec![format!("reads reports in {}", gate.workdir)]
+            } else {
+                command_lines(&gate.run, &gate.workdir, &gate.env)
+            };
+            if !gate.reports.is_empty() {
+                let reports: Vec<String> = gate
+                    .reports
                     .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
+                    .map(|r| {
+                        let from = match (&r.file, r.stream.or(r.format.usual_stream())) {
+                            (Some(file), _) => file.clone(),
+                            (None, Some(Stream::Stderr)) => "stderr".to_owned(),
+                            (None, _) => "stdout".to_owned(),
+                        };
+                        format!("{} ({from})", r.format.name())
+                    })
                     .collect();
-                lines.push(format!("env: {}", vars.join(" ")));
+                lines.push(format!("findings: {}", reports.join(", ")));
+            }
+            let limits = threshold_words(&gate.thresholds);
+            if !limits.is_empty() {
+                lines.push(format!("fails when: {}", limits.join("; ")));
             }
             lines
         }

@@ -62,13 +62,11 @@ pub(super) fn gate_jobs(pipeline: &Pipeline) -> Vec<Job> {
         };
         let steps = commands
             .iter()
-            .map(|command| {
+            .map(|gate| {
                 step(
-                    &command.name,
+                    &gate.name,
                     Decision::run(format!("configured in `gates.{id}`")),
-                    Action::RunCommand {
-                        command: command.clone(),
-                    },
+                    Action::RunGate { gate: gate.clone() },
                 )
             })
             .collect();

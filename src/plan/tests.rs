@@ -159,7 +159,7 @@ fn push_to_a_rolling_environments_branch_builds_pushes_and_deploys() {
     assert!(lint.decision.runs);
     assert_eq!(step_ids(lint), ["fmt"]);
     assert!(
-        matches!(&lint.steps[0].action, Action::RunCommand { command } if command.run == ["cargo", "fmt", "--check"])
+        matches!(&lint.steps[0].action, Action::RunGate { gate } if gate.run == ["cargo", "fmt", "--check"])
     );
     assert!(job(&plan, "test").decision.runs);
     assert_skipped(job(&plan, "security"), "gates.security");
