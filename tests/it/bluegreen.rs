@@ -1186,101 +1186,12 @@ async fn five_concurrent_deploys_switch_one_at_a_time() {
     concurrent_deploys(5).await;
 }
 
-/// A fake GitHub deployments API: answers creations and statuses with bodies of the shape
-/// the OpenAPI description requires, and keeps every request body.
-async fn fake_github() -> (
-    wiremock::MockServer,
-    std::sync::Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>,
-) {
-    use wiremock::matchers::{method, path_regex};
-    use wiremock::{Mock, MockServer, Request, ResponseTemplate};
-    let server = MockServer::start().await;
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let base = "https://api.github.com/repos/acme/app";
-    let log = seen.clone();
-    Mock::given(method("POST"))
-        .and(path_regex(r"^/repos/acme/app/deployments$"))
-        .respond_with(move |request: &Request| {
-            let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
-            let mut log = log.lock().unwrap();
-            log.push(("deployment".to_owned(), body.clone()));
-            let id = log.len();
-            ResponseTemplate::new(201).set_body_json(json!({
-                "id": id, "node_id": "DE_1", "sha": body["ref"], "ref": body["ref"],
-                "task": body["task"], "environment": body["environment"], "creator": null,
-                "payload": body["payload"], "description": body["description"],
-                "statuses_url": format!("{base}/deployments/{id}/statuses"),
-                "repository_url": base, "url": format!("{base}/deployments/{id}"),
-                "created_at": "2026-12-01T12:00:00Z", "updated_at": "2026-12-01T12:00:00Z"
-            }))
-        })
-        .mount(&server)
-        .await;
-    let log = seen.clone();
-    Mock::given(method("POST"))
-        .and(path_regex(r"^/repos/acme/app/deployments/\d+/statuses$"))
-        .respond_with(move |request: &Request| {
-            let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
-            log.lock().unwrap().push((request.url.path().to_owned(), body.clone()));
-            ResponseTemplate::new(201).set_body_json(json!({
-                "id": 1, "node_id": "DES_1", "state": body["state"], "creator": null,
-                "description": body["description"], "deployment_url": format!("{base}/deployments/1"),
-                "target_url": "https://github.com/acme/app/actions/runs/42", "repository_url": base, "url": format!("{base}/deployments/1/statuses/1"),
-                "created_at": "2026-12-01T12:00:00Z", "updated_at": "2026-12-01T12:00:00Z"
-            }))
-        })
-        .mount(&server)
-        .await;
-    // Listing answers with the newest deployment and its newest status.
-    let log = seen.clone();
-    Mock::given(method("GET"))
-        .and(path_regex(r"^/repos/acme/app/deployments$"))
-        .respond_with(move |_: &Request| {
-            let log = log.lock().unwrap();
-            let id = log.iter().filter(|(what, _)| what == "deployment").count();
-            let Some((_, body)) = log.iter().rev().find(|(what, _)| what == "deployment") else {
-                return ResponseTemplate::new(200).set_body_json(json!([]));
-            };
-            ResponseTemplate::new(200).set_body_json(json!([{
-                "id": id, "node_id": "DE_1", "sha": body["ref"], "ref": body["ref"],
-                "task": body["task"], "environment": body["environment"], "creator": null,
-                "payload": body["payload"], "description": body["description"],
-                "statuses_url": format!("{base}/deployments/{id}/statuses"),
-                "repository_url": base, "url": format!("{base}/deployments/{id}"),
-                "created_at": "2026-12-01T12:00:00Z", "updated_at": "2026-12-01T12:00:00Z"
-            }]))
-        })
-        .mount(&server)
-        .await;
-    let log = seen.clone();
-    Mock::given(method("GET"))
-        .and(path_regex(r"^/repos/acme/app/deployments/\d+/statuses$"))
-        .respond_with(move |_: &Request| {
-            let log = log.lock().unwrap();
-            let last = log.iter().rev().find(|(what, _)| what != "deployment");
-            let statuses: Vec<serde_json::Value> = last
-                .map(|(_, body)| json!({
-                    "id": 1, "node_id": "DES_1", "state": body["state"], "creator": null,
-                    "description": body["description"], "deployment_url": format!("{base}/deployments/1"),
-                    "target_url": "https://github.com/acme/app/actions/runs/42", "repository_url": base,
-                    "url": format!("{base}/deployments/1/statuses/1"),
-                    "created_at": "2026-12-01T12:00:00Z", "updated_at": "2026-12-01T12:00:00Z"
-                }))
-                .into_iter()
-                .collect();
-            ResponseTemplate::new(200).set_body_json(statuses)
-        })
-        .mount(&server)
-        .await;
-    (server, seen)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploys_are_recorded_on_github_with_requests_valid_by_its_openapi_description() {
     use crate::support::prism_proxy::PrismProxy;
     let (bed, config) = blue_is_live().await;
-    let (github, seen) = fake_github().await;
-    let prism = tokio::task::block_in_place(|| PrismProxy::start(&github.uri()));
+    let github = crate::support::fake_github::FakeGitHub::start().await;
+    let prism = tokio::task::block_in_place(|| PrismProxy::start(&github.server.uri()));
     // A planted bad request is caught by the proxy.
     let planted = reqwest::Client::new()
         .post(format!("{}/repos/acme/app/deployments", prism.url()))
@@ -1296,7 +1207,7 @@ async fn deploys_are_recorded_on_github_with_requests_valid_by_its_openapi_descr
         planted.status(),
         prism.log()
     );
-    seen.lock().unwrap().clear();
+    github.clear();
     let api = prism.url();
     let github_env = [
         ("GITHUB_TOKEN", "ghs_records_test"),
@@ -1326,7 +1237,12 @@ async fn deploys_are_recorded_on_github_with_requests_valid_by_its_openapi_descr
         .unwrap()
         .into();
     assert_code(&failed, 1);
-    let seen = seen.lock().unwrap().clone();
+    let seen: Vec<(String, serde_json::Value)> = github
+        .calls()
+        .into_iter()
+        .filter(|c| c.method == "POST")
+        .map(|c| (c.kind().to_owned(), c.body))
+        .collect();
     let kinds: Vec<String> = seen
         .iter()
         .map(|(what, body)| match what.as_str() {

@@ -3,76 +3,15 @@
 //! ceil(1000 / 50) + 1 = 21 requests, no batch over 50 annotations, the conclusion last; a
 //! 403 is told apart so the caller can fall back to workflow commands.
 
-use std::sync::{Arc, Mutex};
-
 use jisu_deploy::findings::{Finding, Severity, Tool};
 use jisu_deploy::github::checks::{CheckOutput, CheckRunsClient, ChecksError, Conclusion};
 use jisu_deploy::oci::auth::Secret;
-use serde_json::{Value, json};
-use wiremock::matchers::{method, path_regex};
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use serde_json::Value;
 
+use crate::support::fake_github::FakeGitHub;
 use crate::support::prism_proxy::PrismProxy;
 
 const SHA: &str = "3f2c1e0d9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e";
-
-/// A check run as the API returns it (every field the description requires).
-fn check_run(status: &str, conclusion: Option<&str>) -> Value {
-    let base = "https://api.github.com/repos/acme/app";
-    json!({
-        "id": 5, "node_id": "CR_5", "head_sha": SHA, "name": "lint",
-        "url": format!("{base}/check-runs/5"), "html_url": null, "details_url": null,
-        "status": status, "conclusion": conclusion, "started_at": null, "completed_at": null,
-        "external_id": null, "check_suite": null,
-        "output": {"title": null, "summary": null, "text": null, "annotations_count": 0,
-                   "annotations_url": format!("{base}/check-runs/5/annotations")},
-        "app": null, "pull_requests": []
-    })
-}
-
-/// The fake: check runs of acme/app are accepted and recorded; acme/fork answers 403.
-async fn fake_github() -> (MockServer, Arc<Mutex<Vec<(String, Value)>>>) {
-    let server = MockServer::start().await;
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    Mock::given(method("POST"))
-        .and(path_regex(r"^/repos/acme/app/check-runs$"))
-        .respond_with(move |request: &Request| {
-            let body: Value = serde_json::from_slice(&request.body).unwrap();
-            log.lock().unwrap().push(("POST".to_owned(), body));
-            ResponseTemplate::new(201).set_body_json(check_run("in_progress", None))
-        })
-        .mount(&server)
-        .await;
-    let log = seen.clone();
-    Mock::given(method("PATCH"))
-        .and(path_regex(r"^/repos/acme/app/check-runs/\d+$"))
-        .respond_with(move |request: &Request| {
-            let body: Value = serde_json::from_slice(&request.body).unwrap();
-            let done = body
-                .get("conclusion")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-            log.lock().unwrap().push(("PATCH".to_owned(), body));
-            let status = if done.is_some() {
-                "completed"
-            } else {
-                "in_progress"
-            };
-            ResponseTemplate::new(200).set_body_json(check_run(status, done.as_deref()))
-        })
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path_regex(r"^/repos/acme/fork/check-runs$"))
-        .respond_with(ResponseTemplate::new(403).set_body_json(json!({
-            "message": "Resource not accessible by integration",
-            "documentation_url": "https://docs.github.com/rest/checks/runs#create-a-check-run"
-        })))
-        .mount(&server)
-        .await;
-    (server, seen)
-}
 
 fn findings(n: u32) -> Vec<Finding> {
     (1..=n)
@@ -90,8 +29,8 @@ fn findings(n: u32) -> Vec<Finding> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_findings_reach_github_in_twenty_one_valid_requests() {
-    let (github, seen) = fake_github().await;
-    let prism = tokio::task::block_in_place(|| PrismProxy::start(&github.uri()));
+    let github = FakeGitHub::start().await;
+    let prism = tokio::task::block_in_place(|| PrismProxy::start(&github.server.uri()));
     let token = Secret::new("ghs_checks_test");
     let client = CheckRunsClient::new(&prism.url(), &token, "acme/app").unwrap();
     let id = client
@@ -112,7 +51,11 @@ async fn a_thousand_findings_reach_github_in_twenty_one_valid_requests() {
         .finish(id, Conclusion::Failure, &output, &all)
         .await
         .unwrap_or_else(|e| panic!("{e}\nprism:\n{}", prism.log()));
-    let seen = seen.lock().unwrap().clone();
+    let seen: Vec<(String, Value)> = github
+        .calls()
+        .into_iter()
+        .map(|c| (c.method, c.body))
+        .collect();
     let requests = seen.len();
     println!(
         "check-run requests for {} findings: {requests} (ceil(N/50) + 1 = {}; reviewdog: ceil(N/50) + 2 = {})",
@@ -144,8 +87,8 @@ async fn a_thousand_findings_reach_github_in_twenty_one_valid_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_findings_take_two_requests_and_a_403_is_told_apart() {
-    let (github, seen) = fake_github().await;
-    let prism = tokio::task::block_in_place(|| PrismProxy::start(&github.uri()));
+    let github = FakeGitHub::start().await;
+    let prism = tokio::task::block_in_place(|| PrismProxy::start(&github.server.uri()));
     let token = Secret::new("ghs_checks_test");
     let client = CheckRunsClient::new(&prism.url(), &token, "acme/app").unwrap();
     let id = client.start("test", SHA, None).await.unwrap();
@@ -161,7 +104,7 @@ async fn no_findings_take_two_requests_and_a_403_is_told_apart() {
             .unwrap(),
         1
     );
-    assert_eq!(seen.lock().unwrap().len(), 2);
+    assert_eq!(github.calls().len(), 2);
     let fork = CheckRunsClient::new(&prism.url(), &token, "acme/fork").unwrap();
     let refused = fork.start("lint", SHA, None).await;
     assert!(

@@ -127,6 +127,12 @@ async fn bed(gate: &str) -> Bed {
 impl Bed {
     /// `run` for a push of SHA to develop, with the outputs file; extra flags appended.
     fn run(&self, extra: &[&str]) -> (Run, String) {
+        self.run_with("refs/heads/develop", extra, &[])
+    }
+
+    /// `run` for a push of SHA to `git_ref`, with the outputs file, extra flags and
+    /// variables.
+    fn run_with(&self, git_ref: &str, extra: &[&str], env: &[(&str, &str)]) -> (Run, String) {
         let output = self.dir.path().join("github_output");
         let _ = std::fs::remove_file(&output);
         let storage = self.dir.path().join("buildah");
@@ -139,7 +145,7 @@ impl Bed {
             "--event-name",
             "push",
             "--ref",
-            "refs/heads/develop",
+            git_ref,
             "--sha",
             SHA,
             "--kubeconfig",
@@ -150,7 +156,9 @@ impl Bed {
             storage.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
-        let run = jisu(&args, &[("GITHUB_OUTPUT", output.to_str().unwrap())]);
+        let mut env = env.to_vec();
+        env.push(("GITHUB_OUTPUT", output.to_str().unwrap()));
+        let run = jisu(&args, &env);
         let outputs = std::fs::read_to_string(&output).unwrap_or_default();
         (run, outputs)
     }
@@ -475,5 +483,171 @@ async fn a_dispatch_promotion_deploys_exactly_the_promoted_digests_blue_green() 
             Some("blue"),
             "{name}"
         );
+    }
+}
+
+/// The variables a GitHub-hosted run has, pointing at `api`.
+fn github_env(api: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("GITHUB_TOKEN", "ghs_run_test".to_owned()),
+        ("GITHUB_REPOSITORY", "acme/app".to_owned()),
+        ("GITHUB_API_URL", api.to_owned()),
+        ("GITHUB_SERVER_URL", "https://github.com".to_owned()),
+        ("GITHUB_RUN_ID", "42".to_owned()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_run_reports_to_github_through_requests_valid_by_its_openapi_description() {
+    use crate::support::fake_github::FakeGitHub;
+    use crate::support::prism_proxy::PrismProxy;
+    // A lint gate whose tool reports a finding but passes (flake8 --exit-zero).
+    let bed = bed("[python3, -m, flake8, --exit-zero, api], reports: [{format: flake8}]").await;
+    std::fs::write(bed.dir.path().join("api/bad.py"), "import os\n").unwrap();
+    let github = FakeGitHub::start().await;
+    let prism = tokio::task::block_in_place(|| PrismProxy::start(&github.server.uri()));
+    // A planted bad request (no head_sha) is caught by the proxy.
+    let planted = reqwest::Client::new()
+        .post(format!("{}/repos/acme/app/check-runs", prism.url()))
+        .header("User-Agent", "test")
+        .header("Authorization", "token x")
+        .json(&json!({"name": "lint", "status": "in_progress"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(planted.status().is_client_error(), "{}", prism.log());
+    github.clear();
+    let api = prism.url();
+    let env = github_env(&api);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let cluster = ["--kubeconfig", bed.kubeconfig.to_str().unwrap()];
+    let common = [
+        "--config",
+        bed.config.to_str().unwrap(),
+        "--workspace",
+        bed.dir.path().to_str().unwrap(),
+    ];
+
+    // A push to main: the gate's check run, the build, the blue-green deploy's record.
+    let (pushed, outputs) = tokio::task::block_in_place(|| {
+        bed.run_with("refs/heads/main", &["--check-interval", "100ms"], &env)
+    });
+    assert_eq!(pushed.code, 0, "{}\nprism:\n{}", pushed.stderr, prism.log());
+    let report: Value = serde_json::from_str(&output(&outputs, "report")).unwrap();
+    let found = &step(&report, "lint", "style")["findings"];
+    assert_eq!(found["warnings"], 1, "{report:#}");
+    assert_eq!(found["first"][0]["path"], "api/bad.py");
+    assert_eq!(found["first"][0]["code"], "F401");
+
+    // Then a promotion by dispatch, a rollback and a switch, each recorded.
+    let promote = tokio::task::block_in_place(|| {
+        let mut args = vec![
+            "run",
+            "--event-name",
+            "workflow_dispatch",
+            "--ref",
+            "refs/heads/main",
+        ];
+        args.extend(common);
+        args.extend(cluster);
+        let sha = format!("sha={SHA}");
+        args.extend([
+            "--input",
+            "operation=promote",
+            "--input",
+            "environment=production",
+            "--input",
+            &sha,
+            "--check-interval",
+            "100ms",
+        ]);
+        jisu(&args, &env)
+    });
+    assert_eq!(
+        promote.code,
+        0,
+        "{}\nprism:\n{}",
+        promote.stderr,
+        prism.log()
+    );
+    for command in ["rollback", "switch"] {
+        let done = tokio::task::block_in_place(|| {
+            let mut args = vec![
+                command,
+                "--environment",
+                "production",
+                "--check-interval",
+                "100ms",
+            ];
+            args.extend(common);
+            args.extend(cluster);
+            jisu(&args, &env)
+        });
+        assert_eq!(
+            done.code,
+            0,
+            "{command}: {}\nprism:\n{}",
+            done.stderr,
+            prism.log()
+        );
+    }
+
+    let calls = github.calls();
+    let kinds: Vec<&str> = calls
+        .iter()
+        .map(|c| c.kind())
+        .filter(|k| *k != "list")
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "check_run",
+            "check_run_update",
+            "deployment",
+            "deployment_status",
+            "deployment_status",
+            "deployment",
+            "deployment_status",
+            "deployment_status",
+            "deployment",
+            "deployment_status",
+            "deployment_status",
+            "deployment",
+            "deployment_status",
+            "deployment_status",
+        ],
+        "{calls:#?}\nprism:\n{}",
+        prism.log()
+    );
+    let created = &calls[0].body;
+    assert_eq!(created["head_sha"], SHA);
+    assert_eq!(created["name"], "jisu-deploy lint");
+    assert_eq!(
+        created["details_url"],
+        "https://github.com/acme/app/actions/runs/42"
+    );
+    let finished = &calls[1].body;
+    assert_eq!(finished["conclusion"], "success");
+    let annotation = &finished["output"]["annotations"][0];
+    assert_eq!(annotation["path"], "api/bad.py");
+    assert_eq!(annotation["start_line"], 1);
+    assert_eq!(annotation["annotation_level"], "warning");
+    assert_eq!(annotation["title"], "flake8: F401");
+    let tasks: Vec<&str> = calls
+        .iter()
+        .filter(|c| c.kind() == "deployment")
+        .map(|c| c.body["task"].as_str().unwrap())
+        .collect();
+    assert_eq!(tasks, ["deploy", "promote", "rollback", "switch"]);
+    let states: Vec<&str> = calls
+        .iter()
+        .filter(|c| c.kind() == "deployment_status")
+        .map(|c| c.body["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["in_progress", "success"].repeat(4));
+    for deployment in calls.iter().filter(|c| c.kind() == "deployment") {
+        assert_eq!(deployment.body["ref"], SHA);
+        assert_eq!(deployment.body["environment"], "production");
+        assert_eq!(deployment.body["production_environment"], true);
     }
 }
