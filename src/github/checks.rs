@@ -7,10 +7,10 @@
 //! A 403 (a pull request from a fork, a token without `checks: write`) is
 //! [`ChecksError::Forbidden`], so the caller can fall back to workflow commands.
 
-use octocrab::Octocrab;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::rest::{self, ApiError};
 use crate::findings::{Finding, Severity};
 use crate::oci::auth::Secret;
 
@@ -28,12 +28,13 @@ const MAX_MESSAGE: usize = 64 * 1024;
 pub enum ChecksError {
     /// The token may not create check runs: fall back to workflow commands.
     #[error(
-        "the token may not create check runs (a pull request from a fork, or no `permissions: checks: write`)"
+        "GitHub refused to write a check run (403): give the workflow's token \
+         `permissions: checks: write` (a pull request from a fork never gets it)"
     )]
     Forbidden,
-    /// Any other API failure.
-    #[error("check run request failed: {0}")]
-    Api(#[from] octocrab::Error),
+    /// Any other API failure (after retries).
+    #[error("check run request failed")]
+    Api(#[from] ApiError),
 }
 
 /// How a gate ended.
@@ -118,14 +119,14 @@ pub fn batches(findings: &[Finding]) -> Vec<Vec<Value>> {
 
 /// Check runs of one repository.
 pub struct CheckRunsClient {
-    crab: Octocrab,
+    crab: rest::Client,
     repository: String,
 }
 
 impl CheckRunsClient {
     /// A client for `repository` (`owner/name`) at `api_base` (`GITHUB_API_URL`).
     pub fn new(api_base: &str, token: &Secret, repository: &str) -> anyhow::Result<Self> {
-        let crab = super::rest::client(api_base, token)?;
+        let crab = rest::Client::new(api_base, token)?;
         Ok(CheckRunsClient {
             crab,
             repository: repository.to_owned(),
@@ -185,11 +186,9 @@ impl CheckRunsClient {
     }
 }
 
-fn forbidden(error: octocrab::Error) -> ChecksError {
+fn forbidden(error: ApiError) -> ChecksError {
     match &error {
-        octocrab::Error::GitHub { source, .. } if source.status_code.as_u16() == 403 => {
-            ChecksError::Forbidden
-        }
+        ApiError::Status { status: 403, .. } => ChecksError::Forbidden,
         _ => ChecksError::Api(error),
     }
 }

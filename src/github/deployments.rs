@@ -4,10 +4,11 @@
 //! earlier deployments `inactive` when a new one succeeds.
 
 use anyhow::Context as _;
-use octocrab::Octocrab;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::permissions::{MissingPermission, Permission};
+use super::rest::{self, ApiError};
 use crate::oci::auth::Secret;
 
 /// What a deployment record says.
@@ -81,14 +82,14 @@ pub fn from_env(env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Option<D
 
 /// Deployments of one repository.
 pub struct DeploymentsClient {
-    crab: Octocrab,
+    crab: rest::Client,
     repository: String,
 }
 
 impl DeploymentsClient {
     /// A client for `repository` (`owner/name`) at `api_base` (`GITHUB_API_URL`).
     pub fn new(api_base: &str, token: &Secret, repository: &str) -> anyhow::Result<Self> {
-        let crab = super::rest::client(api_base, token)?;
+        let crab = rest::Client::new(api_base, token)?;
         Ok(DeploymentsClient {
             crab,
             repository: repository.to_owned(),
@@ -102,7 +103,7 @@ impl DeploymentsClient {
             .crab
             .post(route, Some(deployment))
             .await
-            .map_err(|e| permission_hint(e, "deployments: write"))
+            .map_err(|e| refused(e, "to create a deployment", Permission::DeploymentsWrite))
             .with_context(|| format!("creating a deployment of {}", deployment.environment))?;
         created["id"]
             .as_u64()
@@ -130,7 +131,13 @@ impl DeploymentsClient {
             .crab
             .post(route, Some(&status))
             .await
-            .map_err(|e| permission_hint(e, "deployments: write"))
+            .map_err(|e| {
+                refused(
+                    e,
+                    "to set a deployment status",
+                    Permission::DeploymentsWrite,
+                )
+            })
             .with_context(|| format!("setting deployment {id} to {state:?}"))?;
         Ok(())
     }
@@ -171,7 +178,7 @@ impl DeploymentsClient {
                 }),
             )
             .await
-            .map_err(|e| permission_hint(e, "deployments: read"))
+            .map_err(|e| refused(e, "to list deployments", Permission::DeploymentsRead))
             .context("listing deployments")?;
         let Some(newest) = list.first() else {
             return Ok(None);
@@ -188,6 +195,13 @@ impl DeploymentsClient {
             .crab
             .get(route, Some(&Page { per_page: 1 }))
             .await
+            .map_err(|e| {
+                refused(
+                    e,
+                    "to list deployment statuses",
+                    Permission::DeploymentsRead,
+                )
+            })
             .context("listing deployment statuses")?;
         let text = |v: &Value, key: &str| v[key].as_str().map(str::to_owned);
         Ok(Some(LastRecord {
@@ -210,20 +224,12 @@ fn cut(text: &str, max: usize) -> String {
     out
 }
 
-/// A 403 or 404 from GitHub usually means the token lacks a permission: say which.
-fn permission_hint(error: octocrab::Error, permission: &str) -> anyhow::Error {
-    let forbidden = matches!(
-        &error,
-        octocrab::Error::GitHub { source, .. }
-            if matches!(source.status_code.as_u16(), 403 | 404)
-    );
-    let error = anyhow::Error::from(error);
-    if forbidden {
-        error.context(format!(
-            "the token may not write deployments: give the workflow `permissions: {permission}`"
-        ))
-    } else {
-        error
+/// A 401, 403 or 404 from GitHub means the token: say what to give it
+/// ([`MissingPermission`]); anything else stays the API error.
+fn refused(error: ApiError, action: &str, needed: Permission) -> anyhow::Error {
+    match MissingPermission::from_api(&error, action, needed) {
+        Some(refusal) => anyhow::Error::new(refusal),
+        None => anyhow::Error::new(error),
     }
 }
 
