@@ -16,4 +16,5 @@ mod registry;
 mod rollback;
 mod run;
 mod secrets;
+mod summary;
 mod support;
