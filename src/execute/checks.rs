@@ -4,7 +4,8 @@
 //!
 //! Where GitHub refuses check runs (403: a pull request from a fork, a token without
 //! `checks: write`), the findings go out as `::error`/`::warning`/`::notice` workflow
-//! commands instead, next to the job summary; the log says so once per run.
+//! commands instead, next to the job summary, and the gate job's result as a commit status
+//! where the token may set those (`statuses: write`); the log says so once per run.
 
 use tracing::{info, warn};
 
@@ -12,6 +13,7 @@ use crate::findings::{Finding, Severity, Summary};
 use crate::github::RepositoryApi;
 use crate::github::actions::AnnotationAt;
 use crate::github::checks::{CheckOutput, CheckRunsClient, ChecksError, Conclusion};
+use crate::github::statuses::{CommitState, StatusesClient};
 use crate::plan::{Action, Job, Plan};
 use crate::session::Session;
 
@@ -33,9 +35,15 @@ pub struct Checks {
 
 enum Open {
     /// Created `in_progress`.
-    Created { client: CheckRunsClient, id: u64 },
-    /// No check run: the findings go out as workflow commands.
-    Commands,
+    Created {
+        client: CheckRunsClient,
+        id: u64,
+        /// For a commit status if the last request is refused.
+        fallback: Fallback,
+    },
+    /// No check run: the findings go out as workflow commands, and the result as a commit
+    /// status when a client is there.
+    Commands(Option<Fallback>),
     /// Nothing is reported beyond the log (not in Actions, or a dry run).
     Quiet,
 }
@@ -62,7 +70,7 @@ impl Checks {
             plan.context.sha.as_deref(),
         ) else {
             self.open = Some(if session.runner.in_actions {
-                Open::Commands
+                Open::Commands(None)
             } else {
                 Open::Quiet
             });
@@ -71,6 +79,14 @@ impl Checks {
         let details_url =
             crate::kube::lock::Identity::of_this_process(&|name| session.env(name)).run_url;
         let name = check_name(job);
+        let fallback = Fallback {
+            api: api.base.clone(),
+            token: api.token.clone(),
+            repository: api.repository.clone(),
+            sha: sha.to_owned(),
+            context: name.clone(),
+            details_url: details_url.clone(),
+        };
         let created = async {
             let client = CheckRunsClient::new(&api.base, &api.token, &api.repository)?;
             let id = client.start(&name, sha, details_url.as_deref()).await?;
@@ -80,11 +96,18 @@ impl Checks {
         self.open = Some(match created {
             Ok((client, id)) => {
                 info!(id, check = %name, "check run created (in_progress)");
-                Open::Created { client, id }
+                Open::Created {
+                    client,
+                    id,
+                    fallback,
+                }
             }
             Err(error) => {
                 self.refused(&error);
-                Open::Commands
+                fallback
+                    .set(CommitState::Pending, &format!("{} running", job.id))
+                    .await;
+                Open::Commands(Some(fallback))
             }
         });
     }
@@ -106,21 +129,36 @@ impl Checks {
             return;
         };
         let findings = std::mem::take(&mut self.findings);
+        let output = output(job, failed, &findings, &self.lines);
+        let state = if failed {
+            CommitState::Failure
+        } else {
+            CommitState::Success
+        };
         match open {
             Open::Quiet => {}
-            Open::Commands => annotate(session, &findings),
-            Open::Created { client, id } => {
+            Open::Commands(fallback) => {
+                annotate(session, &findings);
+                if let Some(fallback) = fallback {
+                    fallback.set(state, &output.title).await;
+                }
+            }
+            Open::Created {
+                client,
+                id,
+                fallback,
+            } => {
                 let conclusion = if failed {
                     Conclusion::Failure
                 } else {
                     Conclusion::Success
                 };
-                let output = output(job, failed, &findings, &self.lines);
                 match client.finish(id, conclusion, &output, &findings).await {
                     Ok(requests) => info!(id, requests, "check run concluded"),
                     Err(error) => {
                         self.refused(&anyhow::Error::from(error));
                         annotate(session, &findings);
+                        fallback.set(state, &output.title).await;
                     }
                 }
             }
@@ -147,6 +185,41 @@ impl Checks {
             warn!(
                 "could not write the check run: {error:#}; findings go to workflow annotations and the job summary instead"
             );
+        }
+    }
+}
+
+/// Where a gate job's result goes as a commit status when check runs are refused.
+struct Fallback {
+    api: String,
+    token: crate::oci::auth::Secret,
+    repository: String,
+    sha: String,
+    context: String,
+    details_url: Option<String>,
+}
+
+impl Fallback {
+    /// Sets the commit status; a refusal or failure is logged, never fatal (the gate's
+    /// result is in the log, the annotations and the summary either way).
+    async fn set(&self, state: CommitState, description: &str) {
+        let result = async {
+            let client = StatusesClient::new(&self.api, &self.token, &self.repository)?;
+            client
+                .set(
+                    &self.sha,
+                    state,
+                    &self.context,
+                    description,
+                    self.details_url.as_deref(),
+                )
+                .await?;
+            anyhow::Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => info!(context = %self.context, ?state, "commit status set"),
+            Err(error) => warn!("no commit status either: {error:#}"),
         }
     }
 }

@@ -78,7 +78,7 @@ impl Records {
                 return;
             }
         };
-        let task = job.id.split('-').next().unwrap_or("deploy").to_owned();
+        let task = task(plan, job);
         let git_ref = plan
             .context
             .sha
@@ -173,5 +173,19 @@ impl Records {
                 ])))
             }
         }
+    }
+}
+
+/// The record's task: `deploy`, `rollback` or `switch` from the job, `promote` for the
+/// deploy of a dispatched promotion.
+fn task(plan: &Plan, job: &Job) -> String {
+    use crate::config::context::{DispatchRequest, Event};
+    let from_job = job.id.split('-').next().unwrap_or("deploy");
+    match &plan.context.event {
+        Event::WorkflowDispatch {
+            request: DispatchRequest::Promote { .. },
+            ..
+        } if from_job == "deploy" => "promote".to_owned(),
+        _ => from_job.to_owned(),
     }
 }

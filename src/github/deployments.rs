@@ -60,24 +60,12 @@ struct NewStatus<'a> {
     auto_inactive: bool,
 }
 
-/// GitHub's API when `GITHUB_API_URL` is not set.
-pub const DEFAULT_API: &str = "https://api.github.com";
-
-/// The deployments API of the run's repository, when the runner's variables allow it:
-/// `GITHUB_TOKEN` (or the `github-token` input) and `GITHUB_REPOSITORY` set — never from an
-/// event payload, so a payload file handed to a local run cannot make it write to GitHub.
-/// `GITHUB_API_URL` is honoured (GitHub Enterprise Server).
+/// The deployments API of the run's repository, when the runner's variables allow it
+/// ([`super::RepositoryApi::from_env`]).
 pub fn from_env(env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Option<DeploymentsClient>> {
-    let token = env("GITHUB_TOKEN").or_else(|| env("INPUT_GITHUB-TOKEN"));
-    let (Some(token), Some(repository)) = (token, env("GITHUB_REPOSITORY")) else {
-        return Ok(None);
-    };
-    let api = env("GITHUB_API_URL").unwrap_or_else(|| DEFAULT_API.to_owned());
-    Ok(Some(DeploymentsClient::new(
-        &api,
-        &Secret::new(token),
-        &repository,
-    )?))
+    super::RepositoryApi::from_env(env)
+        .map(|api| DeploymentsClient::new(&api.base, &api.token, &api.repository))
+        .transpose()
 }
 
 /// Deployments of one repository.

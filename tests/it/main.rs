@@ -18,4 +18,5 @@ mod rollback;
 mod run;
 mod secrets;
 mod statuses;
+mod summary;
 mod support;
