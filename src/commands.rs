@@ -146,7 +146,7 @@ fn run_command(session: &Session, args: &RunArgs) -> Result<()> {
         Some(&args.prune),
     );
     let (report, _) = execute(session, &plan, &jobs, settings, given, false)?;
-    finish(session, &report)
+    finish(session, &plan, &report)
 }
 
 /// Prepares and runs `jobs` of `plan` on the session's runtime.
@@ -166,7 +166,7 @@ fn execute<'s>(
 
 /// Prints the report, writes the outputs and the job summary, and fails the process when
 /// the run failed.
-fn finish(session: &Session, report: &RunReport) -> Result<()> {
+fn finish(session: &Session, plan: &Plan, report: &RunReport) -> Result<()> {
     output::out(&summary::run_text(report));
     let url = report.environment_url.clone().unwrap_or_default();
     let result = if report.succeeded() {
@@ -182,7 +182,7 @@ fn finish(session: &Session, report: &RunReport) -> Result<()> {
     ])?;
     session
         .runner
-        .append_summary(&summary::run_markdown(report))?;
+        .append_summary(&summary::run_markdown_with_plan(report, plan))?;
     failed(report)
 }
 
@@ -288,7 +288,7 @@ fn deploy(session: &Session, args: &DeployArgs) -> Result<()> {
     session
         .runner
         .set_outputs(&[("environment", args.environment.clone())])?;
-    finish(session, &report)
+    finish(session, &plan, &report)
 }
 
 fn promote(session: &Session, args: &PromoteArgs) -> Result<()> {
@@ -321,7 +321,7 @@ fn promote(session: &Session, args: &PromoteArgs) -> Result<()> {
         .set_outputs(&[("digests", serde_json::to_string(&report.digests)?)])?;
     session
         .runner
-        .append_summary(&summary::run_markdown(&report))?;
+        .append_summary(&summary::run_markdown_with_plan(&report, &plan))?;
     failed(&report)
 }
 
@@ -390,7 +390,7 @@ fn environment_job(
     session
         .runner
         .set_outputs(&[("environment", args.environment.clone())])?;
-    finish(session, &report)
+    finish(session, &plan, &report)
 }
 
 fn status(session: &Session, args: &StatusArgs) -> Result<()> {

@@ -240,7 +240,7 @@ fn output(job: &Job, failed: bool, findings: &[Finding], lines: &[String]) -> Ch
     let mut text = String::new();
     for line in lines {
         text.push_str("- ");
-        text.push_str(&markdown_text(line));
+        text.push_str(&crate::report::summary::markdown_text(line));
         text.push('\n');
     }
     CheckOutput {
@@ -276,12 +276,4 @@ fn annotate(session: &Session, findings: &[Finding]) {
             findings.len() - MAX_COMMAND_ANNOTATIONS
         );
     }
-}
-
-/// Tool text made inert in Markdown (merged with the summary's escaping later).
-fn markdown_text(text: &str) -> String {
-    crate::output::escape(text)
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }

@@ -79,10 +79,10 @@ impl Records {
             }
         };
         let task = task(plan, job);
-        let git_ref = plan
-            .context
-            .sha
-            .clone()
+        // The deployed commit: the promoted one for a promotion, else the run's; a
+        // rollback or switch dispatched by hand records the dispatching commit.
+        let git_ref = Some(super::deployed_version(plan))
+            .filter(|sha| !sha.is_empty())
             .or_else(|| session.env("GITHUB_SHA"))
             .unwrap_or_else(|| {
                 plan.context

@@ -215,6 +215,12 @@ fn because(reason: Option<&str>) -> String {
     reason.map(|r| format!(": {r}")).unwrap_or_default()
 }
 
+/// Text from outside (a tool's message, a path, an error) as inert Markdown inline text;
+/// it must not start a line.
+pub fn markdown_text(text: &str) -> String {
+    markdown::cell(text)
+}
+
 /// The most bytes GitHub takes from one step's `GITHUB_STEP_SUMMARY` (1 MiB); the run
 /// summary never exceeds it.
 pub const SUMMARY_LIMIT_BYTES: usize = 1 << 20;

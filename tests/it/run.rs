@@ -494,6 +494,7 @@ fn github_env(api: &str) -> Vec<(&'static str, String)> {
         ("GITHUB_API_URL", api.to_owned()),
         ("GITHUB_SERVER_URL", "https://github.com".to_owned()),
         ("GITHUB_RUN_ID", "42".to_owned()),
+        ("GITHUB_SHA", SHA.to_owned()),
     ]
 }
 
