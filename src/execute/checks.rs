@@ -178,9 +178,7 @@ impl Checks {
             )
         });
         if forbidden {
-            warn!(
-                "{error:#}: findings go to workflow annotations and the job summary instead (give the job `permissions: checks: write` to get check runs)"
-            );
+            warn!("{error:#}; findings go to workflow annotations and the job summary instead");
         } else {
             warn!(
                 "could not write the check run: {error:#}; findings go to workflow annotations and the job summary instead"

@@ -652,3 +652,55 @@ async fn a_full_run_reports_to_github_through_requests_valid_by_its_openapi_desc
         assert_eq!(deployment.body["production_environment"], true);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn findings_become_annotations_and_a_commit_status_where_check_runs_are_refused() {
+    use crate::support::fake_github::FakeGitHub;
+    use crate::support::prism_proxy::PrismProxy;
+    let bed = bed("[python3, -m, flake8, --exit-zero, api], reports: [{format: flake8}]").await;
+    std::fs::write(bed.dir.path().join("api/bad.py"), "import os\n").unwrap();
+    let github = FakeGitHub::start().await;
+    let prism = tokio::task::block_in_place(|| PrismProxy::start(&github.server.uri()));
+    let api = prism.url();
+    for repository in ["acme/locked", "acme/fork"] {
+        github.clear();
+        let mut env = github_env(&api);
+        env.retain(|(k, _)| *k != "GITHUB_REPOSITORY");
+        env.push(("GITHUB_REPOSITORY", repository.to_owned()));
+        env.push(("GITHUB_ACTIONS", "true".to_owned()));
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (run, _) = tokio::task::block_in_place(|| {
+            bed.run_with("refs/heads/develop", &["--job", "lint"], &env)
+        });
+        assert_eq!(run.code, 0, "{repository}: {}", run.stderr);
+        assert!(
+            run.stdout
+                .contains("::warning file=api/bad.py,line=1,col=1,title=flake8 F401::"),
+            "{repository}: {}",
+            run.stdout
+        );
+        assert_eq!(
+            run.stderr.matches("checks: write").count(),
+            1,
+            "said once: {}",
+            run.stderr
+        );
+        let statuses: Vec<(String, String)> = github
+            .calls()
+            .into_iter()
+            .filter(|c| c.kind() == "commit_status")
+            .map(|c| {
+                (
+                    c.body["state"].as_str().unwrap().to_owned(),
+                    c.body["context"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let context = "jisu-deploy lint".to_owned();
+        let expected = [
+            ("pending".to_owned(), context.clone()),
+            ("success".to_owned(), context),
+        ];
+        assert_eq!(statuses, expected, "{repository}\nprism:\n{}", prism.log());
+    }
+}

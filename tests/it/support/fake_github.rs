@@ -1,6 +1,7 @@
-//! A fake GitHub REST API for the repositories `acme/app` (everything allowed) and
+//! A fake GitHub REST API for the repositories `acme/app` (everything allowed),
 //! `acme/fork` (check runs and commit statuses refused with 403, as for a pull request
-//! from a fork): check runs, deployments with their statuses, and commit statuses.
+//! from a fork) and `acme/locked` (a token that may set commit statuses but not create
+//! check runs): check runs, deployments with their statuses, and commit statuses.
 //! Answers have the shape GitHub's OpenAPI description requires, so `prism proxy` in
 //! front of it passes them; every request is kept for assertions.
 
@@ -53,7 +54,7 @@ impl FakeGitHub {
         let server = MockServer::start().await;
         let calls = Arc::new(Mutex::new(Vec::new()));
         let fake = FakeGitHub { server, calls };
-        fake.refuse(r"^/repos/acme/fork/(check-runs|statuses/[0-9a-f]+)$")
+        fake.refuse(r"^/repos/acme/(fork/(check-runs|statuses/[0-9a-f]+)|locked/check-runs)$")
             .await;
         fake.answer("POST", r"^/repos/acme/app/check-runs$", 201, check_run)
             .await;
