@@ -1,10 +1,11 @@
 //! GitHub Packages REST API for container images (ghcr.io), through octocrab: listing every
-//! version of a package (following `Link` pagination) and deleting one by id. Rate limits
-//! (429/403 with `Retry-After` or `x-ratelimit-reset`) are waited out by octocrab's retry
-//! layer, configured in [`super::rest`].
+//! version of a package (following `Link` pagination) and deleting one by id. Server errors
+//! and rate limits are retried by [`super::rest::retrying`] (its wait capped); a refusal
+//! names the permission to add (`packages: read` or `packages: write`).
 
+use super::permissions::{MissingPermission, Permission};
+use super::rest::{ApiError, Repeat, retrying};
 use anyhow::{Context as _, bail};
-use octocrab::Octocrab;
 use octocrab::models::packages::{PackageType, PackageVersion};
 
 use crate::images::prune::{Version, VersionId};
@@ -112,7 +113,7 @@ pub enum PackageOwner {
 
 /// A GitHub Packages client for one owner.
 pub struct PackagesClient {
-    crab: Octocrab,
+    crab: super::rest::Client,
     owner: PackageOwner,
 }
 
@@ -127,7 +128,7 @@ impl std::fmt::Debug for PackagesClient {
 impl PackagesClient {
     /// A client for the API at `api_base` (`https://api.github.com`, or a test server).
     pub fn new(api_base: &str, token: &Secret, owner: PackageOwner) -> anyhow::Result<Self> {
-        let crab = super::rest::client(api_base, token)?;
+        let crab = super::rest::Client::new(api_base, token)?;
         Ok(PackagesClient { crab, owner })
     }
 
@@ -136,17 +137,21 @@ impl PackagesClient {
     /// that repeats a page or a version ([`ListingError`]): a partial listing must never
     /// drive deletions.
     pub async fn list_versions(&self, package: &str) -> anyhow::Result<Vec<Version>> {
-        let packages = self.crab.packages();
-        let handler = match &self.owner {
-            PackageOwner::Org(org) => packages.org(org),
-            PackageOwner::User(user) => packages.user(user),
-        };
-        let first = handler
-            .list_versions(PackageType::Container, package)
-            .per_page(PER_PAGE)
-            .send()
-            .await
-            .with_context(|| format!("listing versions of package {package}"))?;
+        let first = retrying(Repeat::Safe, || async {
+            self.handler()
+                .list_versions(PackageType::Container, package)
+                .per_page(PER_PAGE)
+                .send()
+                .await
+        })
+        .await
+        .map_err(|e| {
+            refused(
+                e,
+                &format!("to list versions of package {package}"),
+                Permission::PackagesRead,
+            )
+        })?;
         let mut versions = Vec::new();
         let mut seen = Pagination::default();
         let mut page = first;
@@ -160,12 +165,18 @@ impl PackagesClient {
                 return Ok(versions);
             };
             seen.next(package, &link.to_string())?;
-            let Some(next) = self
-                .crab
-                .get_page::<PackageVersion>(&page.next)
-                .await
-                .with_context(|| format!("listing versions of package {package} (next page)"))?
-            else {
+            let next = retrying(Repeat::Safe, || {
+                self.crab.octocrab().get_page::<PackageVersion>(&page.next)
+            })
+            .await
+            .map_err(|e| {
+                refused(
+                    e,
+                    &format!("to list versions of package {package} (next page)"),
+                    Permission::PackagesRead,
+                )
+            })?;
+            let Some(next) = next else {
                 return Ok(versions);
             };
             page = next;
@@ -174,15 +185,36 @@ impl PackagesClient {
 
     /// Deletes version `id` of container package `package`.
     pub async fn delete_version(&self, package: &str, id: u64) -> anyhow::Result<()> {
-        let packages = self.crab.packages();
-        let handler = match &self.owner {
+        retrying(Repeat::Safe, || async {
+            self.handler()
+                .delete_version(PackageType::Container, package, id)
+                .await
+        })
+        .await
+        .map_err(|e| {
+            refused(
+                e,
+                &format!("to delete version {id} of package {package}"),
+                Permission::PackagesWrite,
+            )
+        })
+    }
+
+    /// The packages API of the owner.
+    fn handler(&self) -> octocrab::packages::PackagesHandler<'_> {
+        let packages = self.crab.octocrab().packages();
+        match &self.owner {
             PackageOwner::Org(org) => packages.org(org),
             PackageOwner::User(user) => packages.user(user),
-        };
-        handler
-            .delete_version(PackageType::Container, package, id)
-            .await
-            .with_context(|| format!("deleting version {id} of package {package}"))
+        }
+    }
+}
+
+/// An API error as the error to show: the permission to add where GitHub refused.
+fn refused(error: ApiError, action: &str, needed: Permission) -> anyhow::Error {
+    match MissingPermission::from_api(&error, action, needed) {
+        Some(missing) => missing.into(),
+        None => anyhow::Error::from(error).context(action.trim_start_matches("to ").to_owned()),
     }
 }
 

@@ -20,12 +20,11 @@
 //! [`ApiError::RateLimited`], which says when the limit resets.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use jiff::{SignedDuration, Timestamp};
-use octocrab::service::middleware::retry::{NoOpRateLimitMetrics, RetryConfig};
+use octocrab::service::middleware::retry::RetryConfig;
 use octocrab::{FromResponse, Octocrab};
 use serde::Serialize;
 
@@ -45,23 +44,6 @@ const SECONDARY_LIMIT_WAIT: Duration = Duration::from_secs(60);
 const RESET_MARGIN: Duration = Duration::from_secs(1);
 /// Longest GitHub message kept in an error: it is text from the server, kept on one line.
 pub const MAX_MESSAGE: usize = 200;
-
-/// A client for the API at `api_base` authenticated with `token`, with octocrab's own
-/// retry layer: server errors retried at once, rate limits waited out with no cap. For
-/// typed octocrab calls not yet moved to [`Client`] (the Packages API).
-pub fn client(api_base: &str, token: &Secret) -> anyhow::Result<Octocrab> {
-    build(
-        api_base,
-        token,
-        RetryConfig::HandleRateLimits {
-            metrics: Arc::new(NoOpRateLimitMetrics),
-            max_retries: MAX_RETRIES as usize,
-            min_wait_seconds: 1,
-            // A 403 without rate-limit headers is a permission problem: report it.
-            retry_on_forbidden: false,
-        },
-    )
-}
 
 fn build(api_base: &str, token: &Secret, retry: RetryConfig) -> anyhow::Result<Octocrab> {
     crate::tls::ensure_provider();
