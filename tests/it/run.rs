@@ -486,6 +486,22 @@ async fn a_dispatch_promotion_deploys_exactly_the_promoted_digests_blue_green() 
     }
 }
 
+/// A bed whose lint gate reports one flake8 finding (`api/bad.py:1:1 F401`) and passes
+/// (`--exit-zero`), and a fake GitHub behind prism.
+async fn github_bed() -> (
+    Bed,
+    crate::support::fake_github::FakeGitHub,
+    crate::support::prism_proxy::PrismProxy,
+) {
+    let bed = bed("[python3, -m, flake8, --exit-zero, api], reports: [{format: flake8}]").await;
+    std::fs::write(bed.dir.path().join("api/bad.py"), "import os\n").unwrap();
+    let github = crate::support::fake_github::FakeGitHub::start().await;
+    let uri = github.server.uri();
+    let prism =
+        tokio::task::block_in_place(|| crate::support::prism_proxy::PrismProxy::start(&uri));
+    (bed, github, prism)
+}
+
 /// The variables a GitHub-hosted run has, pointing at `api`.
 fn github_env(api: &str) -> Vec<(&'static str, String)> {
     vec![
@@ -500,13 +516,7 @@ fn github_env(api: &str) -> Vec<(&'static str, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_run_reports_to_github_through_requests_valid_by_its_openapi_description() {
-    use crate::support::fake_github::FakeGitHub;
-    use crate::support::prism_proxy::PrismProxy;
-    // A lint gate whose tool reports a finding but passes (flake8 --exit-zero).
-    let bed = bed("[python3, -m, flake8, --exit-zero, api], reports: [{format: flake8}]").await;
-    std::fs::write(bed.dir.path().join("api/bad.py"), "import os\n").unwrap();
-    let github = FakeGitHub::start().await;
-    let prism = tokio::task::block_in_place(|| PrismProxy::start(&github.server.uri()));
+    let (bed, github, prism) = github_bed().await;
     // A planted bad request (no head_sha) is caught by the proxy.
     let planted = reqwest::Client::new()
         .post(format!("{}/repos/acme/app/check-runs", prism.url()))
@@ -655,12 +665,7 @@ async fn a_full_run_reports_to_github_through_requests_valid_by_its_openapi_desc
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn findings_become_annotations_and_a_commit_status_where_check_runs_are_refused() {
-    use crate::support::fake_github::FakeGitHub;
-    use crate::support::prism_proxy::PrismProxy;
-    let bed = bed("[python3, -m, flake8, --exit-zero, api], reports: [{format: flake8}]").await;
-    std::fs::write(bed.dir.path().join("api/bad.py"), "import os\n").unwrap();
-    let github = FakeGitHub::start().await;
-    let prism = tokio::task::block_in_place(|| PrismProxy::start(&github.server.uri()));
+    let (bed, github, prism) = github_bed().await;
     let api = prism.url();
     for repository in ["acme/locked", "acme/fork"] {
         github.clear();
