@@ -80,16 +80,17 @@ impl Checks {
             crate::kube::lock::Identity::of_this_process(&|name| session.env(name)).run_url;
         let name = check_name(job);
         let fallback = Fallback {
-            api: api.base.clone(),
-            token: api.token.clone(),
-            repository: api.repository.clone(),
+            api,
             sha: sha.to_owned(),
             context: name.clone(),
-            details_url: details_url.clone(),
+            details_url,
         };
         let created = async {
+            let api = &fallback.api;
             let client = CheckRunsClient::new(&api.base, &api.token, &api.repository)?;
-            let id = client.start(&name, sha, details_url.as_deref()).await?;
+            let id = client
+                .start(&name, sha, fallback.details_url.as_deref())
+                .await?;
             anyhow::Ok((client, id))
         }
         .await;
@@ -189,9 +190,7 @@ impl Checks {
 
 /// Where a gate job's result goes as a commit status when check runs are refused.
 struct Fallback {
-    api: String,
-    token: crate::oci::auth::Secret,
-    repository: String,
+    api: RepositoryApi,
     sha: String,
     context: String,
     details_url: Option<String>,
@@ -202,7 +201,8 @@ impl Fallback {
     /// result is in the log, the annotations and the summary either way).
     async fn set(&self, state: CommitState, description: &str) {
         let result = async {
-            let client = StatusesClient::new(&self.api, &self.token, &self.repository)?;
+            let api = &self.api;
+            let client = StatusesClient::new(&api.base, &api.token, &api.repository)?;
             client
                 .set(
                     &self.sha,
