@@ -317,6 +317,14 @@ pub struct ReportSource {
     pub stream: Option<Stream>,
 }
 
+impl ReportSource {
+    /// The stream read when there is no `file`: the one named, else the tool's usual one
+    /// (`None` for formats that only come as files).
+    pub fn output_stream(&self) -> Option<Stream> {
+        self.stream.or(self.format.usual_stream())
+    }
+}
+
 /// Report formats gates understand.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
@@ -372,6 +380,16 @@ pub enum Stream {
     Stdout,
     /// Standard error.
     Stderr,
+}
+
+impl Stream {
+    /// `stdout` or `stderr`, as the pipeline file spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
 }
 
 /// A gate's limits. With any set, they and the findings decide, not the exit status.

@@ -400,7 +400,7 @@ fn check_gate(
                     );
                 }
             }
-            (None, stream) => {
+            (None, _) => {
                 if gate.run.is_empty() {
                     bad(
                         format!("{at}.run"),
@@ -408,7 +408,7 @@ fn check_gate(
                             "list the program and its arguments, e.g. `[flake8, app]`: `reports[{i}]` reads its output (or name the report `file` an earlier workflow step wrote)"
                         ),
                     );
-                } else if stream.is_none() && report.format.usual_stream().is_none() {
+                } else if report.output_stream().is_none() {
                     bad(
                         format!("{here}.file"),
                         format!(

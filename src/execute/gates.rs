@@ -187,8 +187,7 @@ fn source_text(
             read_bounded(&path).map_err(|e| format!("{}: {e}", where_from(source)))?
         }
         None => {
-            let stream = source.stream.or(source.format.usual_stream());
-            let bytes = match stream {
+            let bytes = match source.output_stream() {
                 Some(Stream::Stderr) => &output.stderr,
                 _ => &output.stdout,
             };
@@ -226,11 +225,8 @@ fn where_from(source: &ReportSource) -> String {
     match &source.file {
         Some(file) => format!("{} report {file}", source.format.name()),
         None => {
-            let stream = match source.stream.or(source.format.usual_stream()) {
-                Some(Stream::Stderr) => "stderr",
-                _ => "stdout",
-            };
-            format!("{} output ({stream})", source.format.name())
+            let stream = source.output_stream().unwrap_or(Stream::Stdout);
+            format!("{} output ({})", source.format.name(), stream.name())
         }
     }
 }

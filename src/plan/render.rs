@@ -178,10 +178,9 @@ pub fn describe(action: &Action) -> Vec<String> {
                     .reports
                     .iter()
                     .map(|r| {
-                        let from = match (&r.file, r.stream.or(r.format.usual_stream())) {
-                            (Some(file), _) => file.clone(),
-                            (None, Some(Stream::Stderr)) => "stderr".to_owned(),
-                            (None, _) => "stdout".to_owned(),
+                        let from = match (&r.file, r.output_stream()) {
+                            (Some(file), _) => file.as_str(),
+                            (None, stream) => stream.unwrap_or(Stream::Stdout).name(),
                         };
                         format!("{} ({from})", r.format.name())
                     })
