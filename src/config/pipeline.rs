@@ -398,7 +398,7 @@ impl Stream {
 pub struct Thresholds {
     /// bandit issues of this severity or higher fail the gate (`low`, `medium`, `high`).
     #[serde(default)]
-    pub bandit_severity: Option<BanditSeverity>,
+    pub bandit_severity: Option<crate::findings::bandit::Level>,
     /// Known vulnerabilities (pip-audit) allowed before the gate fails.
     #[serde(default)]
     pub vulnerabilities: Option<usize>,
@@ -412,18 +412,6 @@ impl Thresholds {
     pub fn any(&self) -> bool {
         self.bandit_severity.is_some() || self.vulnerabilities.is_some() || self.coverage.is_some()
     }
-}
-
-/// bandit's severity scale.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum BanditSeverity {
-    /// `LOW`.
-    Low,
-    /// `MEDIUM`.
-    Medium,
-    /// `HIGH`.
-    High,
 }
 
 /// Which images stay on the registry.

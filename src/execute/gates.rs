@@ -9,8 +9,7 @@ use tracing::{info, warn};
 
 use super::Done;
 use super::report::{FIRST_FINDINGS, FindingLine, GateFindings};
-use crate::config::pipeline::{BanditSeverity, Gate, ReportFormat, ReportSource, Stream};
-use crate::findings::bandit::Level;
+use crate::config::pipeline::{Gate, ReportFormat, ReportSource, Stream};
 use crate::findings::coverage::{self, Coverage};
 use crate::findings::verdict::{self, Exit, Read};
 use crate::findings::{Finding, MAX_INPUT_BYTES, Summary, Tool, thresholds};
@@ -248,11 +247,7 @@ fn tool(format: ReportFormat) -> Option<Tool> {
 fn limits(gate: &Gate) -> thresholds::Thresholds {
     let t = &gate.thresholds;
     thresholds::Thresholds {
-        bandit_min_severity: t.bandit_severity.map(|s| match s {
-            BanditSeverity::Low => Level::Low,
-            BanditSeverity::Medium => Level::Medium,
-            BanditSeverity::High => Level::High,
-        }),
+        bandit_min_severity: t.bandit_severity,
         allowed_vulnerabilities: t.vulnerabilities,
         coverage_min_percent: t.coverage,
     }

@@ -13,7 +13,11 @@ use serde::Deserialize;
 use super::{Finding, ParseError, Severity, Tool};
 
 /// Bandit's severity and confidence scale, lowest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Pipeline files write it lowercase (`bandit_severity: medium`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Level {
     /// `LOW`.
     Low,

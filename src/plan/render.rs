@@ -147,10 +147,7 @@ fn command_lines(run: &[String], workdir: &str, env: &BTreeMap<String, String>) 
 pub fn threshold_words(thresholds: &Thresholds) -> Vec<String> {
     let mut words = Vec::new();
     if let Some(severity) = thresholds.bandit_severity {
-        words.push(format!(
-            "a bandit issue of severity {} or higher",
-            format!("{severity:?}").to_lowercase()
-        ));
+        words.push(format!("a bandit issue of severity {severity} or higher"));
     }
     if let Some(allowed) = thresholds.vulnerabilities {
         words.push(format!("more than {allowed} known vulnerabilities"));
