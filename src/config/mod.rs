@@ -93,23 +93,29 @@ fn normalize(path: &Path) -> PathBuf {
 /// one, low enough that a wrong path cannot exhaust memory.
 pub const MAX_INPUT_FILE: u64 = 8 << 20;
 
+/// The bytes of the file at `path` when it holds at most `limit` bytes, `None` when it
+/// holds more. Never reads more than `limit + 1` bytes.
+pub fn read_bounded(path: &Path, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= limit).then_some(bytes))
+}
+
 /// Reads an input file named by a flag or the runner, at most [`MAX_INPUT_FILE`] bytes;
 /// failing is bad input that names `what` it held.
 pub fn read_input(path: &Path, what: &str) -> Result<String, InputError> {
-    use std::io::Read as _;
     let bad = |message: String| InputError::new(path.display().to_string(), None, message);
-    let file =
-        std::fs::File::open(path).map_err(|err| bad(format!("cannot read {what}: {err}")))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_INPUT_FILE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|err| bad(format!("cannot read {what}: {err}")))?;
-    if bytes.len() as u64 > MAX_INPUT_FILE {
-        return Err(bad(format!(
-            "{what} is larger than {} MiB; is this the right file?",
-            MAX_INPUT_FILE >> 20
-        )));
-    }
+    let bytes = read_bounded(path, MAX_INPUT_FILE)
+        .map_err(|err| bad(format!("cannot read {what}: {err}")))?
+        .ok_or_else(|| {
+            bad(format!(
+                "{what} is larger than {} MiB; is this the right file?",
+                MAX_INPUT_FILE >> 20
+            ))
+        })?;
     String::from_utf8(bytes).map_err(|_| bad(format!("{what} is not UTF-8 text")))
 }
 

@@ -183,7 +183,7 @@ fn source_text(
                     where_from(source)
                 )
             })?;
-            read_bounded(&path).map_err(|e| format!("{}: {e}", where_from(source)))?
+            read_report(&path).map_err(|e| format!("{}: {e}", where_from(source)))?
         }
         None => {
             let bytes = match source.output_stream() {
@@ -203,20 +203,17 @@ fn source_text(
     String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8 text", where_from(source)))
 }
 
-fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
-    use std::io::Read as _;
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    if !file.metadata().map_err(|e| e.to_string())?.is_file() {
+/// A report file: a regular file (not a folder or a pipe) of at most [`MAX_INPUT_BYTES`].
+fn read_report(path: &Path) -> Result<Vec<u8>, String> {
+    if !std::fs::metadata(path)
+        .map_err(|e| e.to_string())?
+        .is_file()
+    {
         return Err("not a file".to_owned());
     }
-    let mut bytes = Vec::new();
-    file.take(MAX_INPUT_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
-    if bytes.len() > MAX_INPUT_BYTES {
-        return Err(format!("larger than {} MiB", MAX_INPUT_BYTES >> 20));
-    }
-    Ok(bytes)
+    crate::config::read_bounded(path, MAX_INPUT_BYTES as u64)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| format!("larger than {} MiB", MAX_INPUT_BYTES >> 20))
 }
 
 /// `bandit report reports/bandit.json`, `flake8 output (stdout)`.
