@@ -7,8 +7,8 @@ use anyhow::Context as _;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::permissions::{MissingPermission, Permission};
-use super::rest::{self, ApiError};
+use super::permissions::{Permission, refused};
+use super::rest;
 use crate::oci::auth::Secret;
 
 /// What a deployment record says.
@@ -112,7 +112,7 @@ impl DeploymentsClient {
             state,
             environment_url,
             log_url,
-            description: cut(description, 140),
+            description: super::statuses::description(description),
             auto_inactive: true,
         };
         let _: Value = self
@@ -202,34 +202,16 @@ impl DeploymentsClient {
     }
 }
 
-/// GitHub's deployment description limit is 140 characters.
-fn cut(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let mut out: String = text.chars().take(max - 1).collect();
-    out.push('…');
-    out
-}
-
-/// A 401, 403 or 404 from GitHub means the token: say what to give it
-/// ([`MissingPermission`]); anything else stays the API error.
-fn refused(error: ApiError, action: &str, needed: Permission) -> anyhow::Error {
-    match MissingPermission::from_api(&error, action, needed) {
-        Some(refusal) => anyhow::Error::new(refusal),
-        None => anyhow::Error::new(error),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn descriptions_are_cut_to_githubs_limit() {
-        assert_eq!(cut("short", 140), "short");
+        let cut = super::super::statuses::description;
+        assert_eq!(cut("short"), "short");
         let long = "x".repeat(200);
-        let cut = cut(&long, 140);
+        let cut = cut(&long);
         assert_eq!(cut.chars().count(), 140);
         assert!(cut.ends_with('…'));
     }

@@ -3,8 +3,8 @@
 //! and rate limits are retried by [`super::rest::retrying`] (its wait capped); a refusal
 //! names the permission to add (`packages: read` or `packages: write`).
 
-use super::permissions::{MissingPermission, Permission};
-use super::rest::{ApiError, Repeat, retrying};
+use super::permissions::{Permission, refused};
+use super::rest::{Repeat, retrying};
 use anyhow::{Context as _, bail};
 use octocrab::models::packages::{PackageType, PackageVersion};
 
@@ -151,7 +151,8 @@ impl PackagesClient {
                 &format!("to list versions of package {package}"),
                 Permission::PackagesRead,
             )
-        })?;
+        })
+        .with_context(|| format!("listing versions of package {package}"))?;
         let mut versions = Vec::new();
         let mut seen = Pagination::default();
         let mut page = first;
@@ -175,7 +176,8 @@ impl PackagesClient {
                     &format!("to list versions of package {package} (next page)"),
                     Permission::PackagesRead,
                 )
-            })?;
+            })
+            .with_context(|| format!("listing versions of package {package} (next page)"))?;
             let Some(next) = next else {
                 return Ok(versions);
             };
@@ -198,6 +200,7 @@ impl PackagesClient {
                 Permission::PackagesWrite,
             )
         })
+        .with_context(|| format!("deleting version {id} of package {package}"))
     }
 
     /// The packages API of the owner.
@@ -207,14 +210,6 @@ impl PackagesClient {
             PackageOwner::Org(org) => packages.org(org),
             PackageOwner::User(user) => packages.user(user),
         }
-    }
-}
-
-/// An API error as the error to show: the permission to add where GitHub refused.
-fn refused(error: ApiError, action: &str, needed: Permission) -> anyhow::Error {
-    match MissingPermission::from_api(&error, action, needed) {
-        Some(missing) => missing.into(),
-        None => anyhow::Error::from(error).context(action.trim_start_matches("to ").to_owned()),
     }
 }
 

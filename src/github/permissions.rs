@@ -108,6 +108,15 @@ impl MissingPermission {
     }
 }
 
+/// A failed request as the error to show: [`MissingPermission`] where GitHub's answer (401,
+/// 403, 404) means the token lacks `needed`, else the API error itself.
+pub fn refused(error: ApiError, action: &str, needed: Permission) -> anyhow::Error {
+    match MissingPermission::from_api(&error, action, needed) {
+        Some(refusal) => anyhow::Error::new(refusal),
+        None => anyhow::Error::new(error),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

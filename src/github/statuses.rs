@@ -45,7 +45,8 @@ pub enum StatusesError {
     Api(#[source] ApiError),
 }
 
-/// `text` cut to [`MAX_DESCRIPTION`] characters, ending in `…` when cut.
+/// `text` cut to [`MAX_DESCRIPTION`] characters, ending in `…` when cut (commit and
+/// deployment statuses share the limit).
 pub fn description(text: &str) -> String {
     if text.chars().count() <= MAX_DESCRIPTION {
         return text.to_owned();
