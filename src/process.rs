@@ -125,8 +125,6 @@ pub struct Output {
     pub stdout: Vec<u8>,
     /// Standard error, at most the limit.
     pub stderr: Vec<u8>,
-    /// Whether either stream wrote more than the limit (the rest was only logged).
-    pub cut: bool,
 }
 
 /// Runs `child` like [`run`], and also keeps the first `keep` bytes of each output stream.
@@ -180,18 +178,11 @@ pub async fn run_captured(child: &Child<'_>, keep: usize) -> (Result<(), Process
     let mut group = Group(process.id());
     let stdout = process.stdout.take();
     let stderr = process.stderr.take();
-    let finished = async {
-        let (out, err, status) =
-            tokio::join!(forward(stdout, keep), forward(stderr, keep), process.wait());
-        (out, err, status)
-    };
+    let finished =
+        async { tokio::join!(forward(stdout, keep), forward(stderr, keep), process.wait()) };
     let (result, output) = match tokio::time::timeout(child.timeout, finished).await {
-        Ok(((stdout, cut_out), (stderr, cut_err), status)) => {
-            let output = Output {
-                stdout,
-                stderr,
-                cut: cut_out || cut_err,
-            };
+        Ok((stdout, stderr, status)) => {
+            let output = Output { stdout, stderr };
             let result = match status {
                 Ok(status) if status.success() => Ok(()),
                 Ok(status) => Err(ProcessError::Failed {
@@ -220,16 +211,13 @@ pub async fn run_captured(child: &Child<'_>, keep: usize) -> (Result<(), Process
 const MAX_LINE: usize = 64 * 1024;
 
 /// Copies `stream` to our stderr line by line through [`crate::output::guard`], keeping
-/// its first `keep` bytes; whether more came than was kept.
-async fn forward(
-    stream: Option<impl tokio::io::AsyncRead + Unpin>,
-    keep: usize,
-) -> (Vec<u8>, bool) {
+/// its first `keep` bytes (a caller that asks for one byte more than it accepts can tell
+/// a stream that was too long).
+async fn forward(stream: Option<impl tokio::io::AsyncRead + Unpin>, keep: usize) -> Vec<u8> {
     use tokio::io::AsyncReadExt as _;
     let mut kept = Vec::new();
-    let mut cut = false;
     let Some(mut stream) = stream else {
-        return (kept, cut);
+        return kept;
     };
     let mut line: Vec<u8> = Vec::new();
     let mut buffer = [0u8; 8192];
@@ -241,7 +229,6 @@ async fn forward(
         let chunk = &buffer[..read];
         let room = keep.saturating_sub(kept.len());
         kept.extend_from_slice(&chunk[..room.min(read)]);
-        cut |= read > room;
         for &byte in chunk {
             line.push(byte);
             if byte == b'\n' || line.len() >= MAX_LINE {
@@ -253,7 +240,7 @@ async fn forward(
     if !line.is_empty() {
         emit(&line);
     }
-    (kept, cut)
+    kept
 }
 
 fn emit(line: &[u8]) {

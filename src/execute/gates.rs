@@ -86,7 +86,8 @@ pub async fn run(checkout: &Path, gate: &Gate) -> (anyhow::Result<Done>, GateRun
             .map(|c| format!(", coverage {:.1}%", c.total_percent))
             .unwrap_or_default()
     );
-    for line in verdict.lines() {
+    let lines = verdict.lines();
+    for line in &lines {
         info!("gate `{}`: {line}", gate.name);
     }
     let report = GateFindings {
@@ -94,7 +95,7 @@ pub async fn run(checkout: &Path, gate: &Gate) -> (anyhow::Result<Done>, GateRun
         warnings: summary.warnings,
         notices: summary.notices,
         coverage_percent: read.coverage.as_ref().map(|c| c.total_percent),
-        verdicts: verdict.lines(),
+        verdicts: lines,
         first: read
             .findings
             .iter()
