@@ -182,7 +182,7 @@ fn finish(session: &Session, plan: &Plan, report: &RunReport) -> Result<()> {
     ])?;
     session
         .runner
-        .append_summary(&summary::run_markdown_with_plan(report, plan))?;
+        .append_summary(&summary::run_markdown(report, Some(plan)))?;
     failed(report)
 }
 
@@ -321,7 +321,7 @@ fn promote(session: &Session, args: &PromoteArgs) -> Result<()> {
         .set_outputs(&[("digests", serde_json::to_string(&report.digests)?)])?;
     session
         .runner
-        .append_summary(&summary::run_markdown_with_plan(&report, &plan))?;
+        .append_summary(&summary::run_markdown(&report, Some(&plan)))?;
     failed(&report)
 }
 

@@ -226,23 +226,10 @@ pub fn markdown_text(text: &str) -> String {
 pub const SUMMARY_LIMIT_BYTES: usize = 1 << 20;
 
 /// The run report for `GITHUB_STEP_SUMMARY`, one page: each step's result and duration,
-/// the gates' findings, the images and environment URL, and a gantt chart of the steps
-/// that ran; at most [`SUMMARY_LIMIT_BYTES`] (findings tables, then step rows are left out
-/// to fit, with a note saying so).
-pub fn run_markdown(report: &RunReport) -> String {
-    run::markdown(report, None)
-}
-
-/// [`run_markdown`] with the flowchart of `plan`'s jobs (see [`mermaid`]) after the
-/// timeline; `plan` is the plan the run carried out.
-pub fn run_markdown_with_plan(report: &RunReport, plan: &Plan) -> String {
-    run::markdown(report, Some(plan))
-}
-
-/// A Mermaid gantt chart of the run: a section per job, a task per step that ran (`done`
-/// when it succeeded, `crit` when it failed), from its start for its duration in Unix
-/// milliseconds. Empty when no step ran.
-pub fn gantt(report: &RunReport) -> String {
-    let all: Vec<usize> = report.jobs.iter().map(|job| job.steps.len()).collect();
-    gantt::chart(report, &all).unwrap_or_default()
+/// the gates' findings, the images and environment URL, a gantt chart of the steps that
+/// ran, and the flowchart of `plan`'s jobs (see [`mermaid`]) when given the plan the run
+/// carried out; at most [`SUMMARY_LIMIT_BYTES`] (findings tables, then step rows are left
+/// out to fit, with a note saying so).
+pub fn run_markdown(report: &RunReport, plan: Option<&Plan>) -> String {
+    run::markdown(report, plan)
 }

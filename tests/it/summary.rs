@@ -11,9 +11,7 @@ use jisu_deploy::execute::report::{
     FindingLine, GateFindings, JobReport, REPORT_SCHEMA_VERSION, RunReport, Status, StepReport,
 };
 use jisu_deploy::plan::Plan;
-use jisu_deploy::report::summary::{
-    SUMMARY_LIMIT_BYTES, plan_markdown, run_markdown, run_markdown_with_plan,
-};
+use jisu_deploy::report::summary::{SUMMARY_LIMIT_BYTES, plan_markdown, run_markdown};
 
 use crate::support::{example_config, example_event, repo_root};
 
@@ -312,15 +310,15 @@ fn hostile_run() -> RunReport {
 fn a_successful_run_with_findings_builds_and_a_deploy() {
     let run = succeeded_run();
     let plan = example_plan("push-develop.json");
-    let md = run_markdown_with_plan(&run, &plan);
+    let md = run_markdown(&run, Some(&plan));
     // The plan's flowchart follows the page run_markdown gives.
-    assert!(md.starts_with(&run_markdown(&run)), "{md}");
+    assert!(md.starts_with(&run_markdown(&run, None)), "{md}");
     insta::assert_snapshot!("run-succeeded", md);
 }
 
 #[test]
 fn a_failed_gate_and_the_jobs_it_kept_from_running() {
-    let md = run_markdown(&failed_run());
+    let md = run_markdown(&failed_run(), None);
     // Steps that did not run are rows, but not bars of the timeline.
     let timeline = &md[md.find("```mermaid\ngantt").unwrap()..];
     assert!(!timeline.contains("deploy"), "{timeline}");
@@ -329,7 +327,7 @@ fn a_failed_gate_and_the_jobs_it_kept_from_running() {
 
 #[test]
 fn hostile_text_is_shown_as_text() {
-    let md = run_markdown(&hostile_run());
+    let md = run_markdown(&hostile_run(), None);
     // Outside the diagrams, with the escaped brackets taken out: no HTML, link or mention.
     let outside_diagrams = md
         .split("```")
@@ -375,7 +373,7 @@ fn the_summary_stays_under_githubs_limit() {
         Status::Failed,
         vec![job("lint", Status::Failed, gates)],
     );
-    let md = run_markdown(&run);
+    let md = run_markdown(&run, None);
     assert!(md.len() <= SUMMARY_LIMIT_BYTES, "{} bytes", md.len());
     assert!(
         md.contains("Left out: the findings tables (their counts are shown)."),
@@ -396,7 +394,7 @@ fn the_summary_stays_under_githubs_limit() {
         })
         .collect();
     run.jobs.push(job("many", Status::Failed, many));
-    let md = run_markdown(&run);
+    let md = run_markdown(&run, None);
     assert!(md.len() <= SUMMARY_LIMIT_BYTES, "{} bytes", md.len());
     let note = md
         .lines()
@@ -532,17 +530,17 @@ fn mermaid_parses_every_diagram_of_the_summaries() {
     add("plan-hostile", &plan_markdown(&hostile), 1);
     add(
         "run-succeeded",
-        &run_markdown_with_plan(&succeeded_run(), &example_plan("push-develop.json")),
+        &run_markdown(&succeeded_run(), Some(&example_plan("push-develop.json"))),
         2,
     );
     add(
         "run-failed",
-        &run_markdown_with_plan(&failed_run(), &example_plan("push-main.json")),
+        &run_markdown(&failed_run(), Some(&example_plan("push-main.json"))),
         2,
     );
     add(
         "run-hostile",
-        &run_markdown_with_plan(&hostile_run(), &hostile),
+        &run_markdown(&hostile_run(), Some(&hostile)),
         2,
     );
 
@@ -567,7 +565,7 @@ fn mermaid_parses_every_diagram_of_the_summaries() {
 
 #[test]
 fn the_mermaid_check_catches_a_syntax_error() {
-    let good = mermaid_blocks(&run_markdown(&succeeded_run())).remove(0);
+    let good = mermaid_blocks(&run_markdown(&succeeded_run(), None)).remove(0);
     let broken = good
         .replacen(" :done, ", " :done ", 1)
         .replacen("section", "section\n  :", 1);
