@@ -45,19 +45,6 @@ const RESET_MARGIN: Duration = Duration::from_secs(1);
 /// Longest GitHub message kept in an error: it is text from the server, kept on one line.
 pub const MAX_MESSAGE: usize = 200;
 
-fn build(api_base: &str, token: &Secret, retry: RetryConfig) -> anyhow::Result<Octocrab> {
-    crate::tls::ensure_provider();
-    Octocrab::builder()
-        .base_uri(api_base)
-        .with_context(|| format!("GitHub API URL {api_base}"))?
-        .personal_token(token.expose().to_owned())
-        .add_retry_config(retry)
-        .set_connect_timeout(Some(Duration::from_secs(10)))
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .build()
-        .context("building the GitHub client")
-}
-
 /// Why a request to GitHub failed, after any retries.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -136,7 +123,17 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// A client for the API at `api_base` (`GITHUB_API_URL`) authenticated with `token`.
     pub fn new(api_base: &str, token: &Secret) -> anyhow::Result<Self> {
-        let crab = build(api_base, token, RetryConfig::None)?;
+        crate::tls::ensure_provider();
+        let crab = Octocrab::builder()
+            .base_uri(api_base)
+            .with_context(|| format!("GitHub API URL {api_base}"))?
+            .personal_token(token.expose().to_owned())
+            // Retries are [`retrying`]'s, with a cap on the wait.
+            .add_retry_config(RetryConfig::None)
+            .set_connect_timeout(Some(Duration::from_secs(10)))
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .build()
+            .context("building the GitHub client")?;
         Ok(Client { crab })
     }
 
