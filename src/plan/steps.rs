@@ -182,14 +182,7 @@ pub(super) fn deploy_job(
     needs: &str,
 ) -> Job {
     let ns = env.namespace.clone();
-    let mut steps = vec![step(
-        "lock",
-        Decision::run("one deploy per environment at a time"),
-        Action::AcquireLock {
-            namespace: ns.clone(),
-            lease: lease(env_name),
-        },
-    )];
+    let mut steps = vec![lock_step(env_name, env)];
     let timeout = env.rollout_timeout.to_string();
     match env.strategy {
         Strategy::Rolling => {
@@ -386,6 +379,17 @@ fn record_step(env_name: &str, env: &Environment) -> Step {
     )
 }
 
+fn lock_step(env_name: &str, env: &Environment) -> Step {
+    step(
+        "lock",
+        Decision::run("one deploy per environment at a time"),
+        Action::AcquireLock {
+            namespace: env.namespace.clone(),
+            lease: lease(env_name),
+        },
+    )
+}
+
 fn unlock_step(env_name: &str, env: &Environment) -> Step {
     always(
         "unlock",
@@ -449,14 +453,7 @@ pub(super) fn promote_job(
 /// `rollback-<env>`: back to what ran before the last deploy.
 pub(super) fn rollback_job(pipeline: &Pipeline, env_name: &str, env: &Environment) -> Job {
     let ns = env.namespace.clone();
-    let mut steps = vec![step(
-        "lock",
-        Decision::run("one deploy per environment at a time"),
-        Action::AcquireLock {
-            namespace: ns.clone(),
-            lease: lease(env_name),
-        },
-    )];
+    let mut steps = vec![lock_step(env_name, env)];
     match env.strategy {
         Strategy::BlueGreen => {
             let services = workloads(pipeline);
@@ -535,14 +532,7 @@ pub(super) fn switch_job(pipeline: &Pipeline, env_name: &str, env: &Environment)
     let bg = env.blue_green.clone().unwrap_or_else(default_blue_green);
     let services = workloads(pipeline);
     let steps = vec![
-        step(
-            "lock",
-            Decision::run("one deploy per environment at a time"),
-            Action::AcquireLock {
-                namespace: ns.clone(),
-                lease: lease(env_name),
-            },
-        ),
+        lock_step(env_name, env),
         step(
             "live-color",
             Decision::run("the live color is read from the Services' selectors"),
@@ -604,14 +594,7 @@ pub(super) fn cleanup_job(
 ) -> Job {
     let ns = env.namespace.clone();
     let steps = vec![
-        step(
-            "lock",
-            Decision::run("one deploy per environment at a time"),
-            Action::AcquireLock {
-                namespace: ns.clone(),
-                lease: lease(env_name),
-            },
-        ),
+        lock_step(env_name, env),
         step(
             "live-color",
             Decision::run("the live color is read from the Services' selectors, never assumed"),
