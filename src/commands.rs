@@ -106,8 +106,10 @@ fn plan_outputs(session: &Session, plan: &Plan) -> Result<()> {
         .filter(|j| j.decision.runs)
         .find_map(|j| j.environment.clone())
         .unwrap_or_default();
+    let matrix = crate::plan::matrix::by_kind(plan, session.pipeline()?);
     session.runner.set_outputs(&[
         ("jobs", running.join(",")),
+        ("matrix", serde_json::to_string(&matrix)?),
         ("environment", environment),
         ("dry-run", plan.dry_run.to_string()),
         ("plan", render::json(plan)),

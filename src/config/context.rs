@@ -101,6 +101,10 @@ pub enum Event {
         git_ref: GitRef,
         /// What the person asked for.
         request: DispatchRequest,
+        /// The `confirm` input, when the form has one (the reusable workflows' forms do):
+        /// a production environment's name must be typed there.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        confirmation: Option<String>,
     },
     /// A scheduled run.
     Schedule {
@@ -386,6 +390,7 @@ fn dispatch(
         event: Event::WorkflowDispatch {
             git_ref: GitRef::parse(&git_ref),
             request,
+            confirmation: inputs.get("confirm").map(|typed| typed.trim().to_owned()),
         },
         sha: None,
         repository: repo.full_name,
@@ -615,7 +620,8 @@ mod tests {
                 request: DispatchRequest::Promote {
                     environment: "production".into(),
                     sha: SHA.into()
-                }
+                },
+                confirmation: None,
             }
         );
         sources.inputs.insert("operation".into(), "deploy".into());

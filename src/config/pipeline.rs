@@ -22,7 +22,9 @@ pub struct Pipeline {
     pub images: Images,
     /// The deployable parts, keyed by name (`frontend`, `backend`).
     pub components: BTreeMap<String, Component>,
-    /// Deploy targets, keyed by name (`staging`, `production`).
+    /// Deploy targets, keyed by name (`staging`, `production`); none for a repository that
+    /// only builds and releases images.
+    #[serde(default)]
     pub environments: BTreeMap<String, Environment>,
     /// Commands that must pass before images are pushed.
     #[serde(default)]
@@ -61,6 +63,10 @@ pub struct Images {
     /// build, written by pushed builds), e.g. `jisu/platform-cache`.
     #[serde(default)]
     pub cache_repository: Option<String>,
+    /// Written before the version tags a semver git tag gives: `v` turns `v1.2.3` into
+    /// `v1.2.3`, `v1.2` and `v1` instead of `1.2.3`, `1.2` and `1`.
+    #[serde(default)]
+    pub version_prefix: String,
 }
 
 impl Images {
@@ -111,8 +117,10 @@ pub struct Component {
     /// Build arguments (not secrets: they end up in the image history).
     #[serde(default)]
     pub build_args: BTreeMap<String, String>,
-    /// The container port its Service routes to.
-    pub port: u16,
+    /// The container port its Service routes to; left out for an image that serves
+    /// nothing (a command-line tool, a batch job).
+    #[serde(default)]
+    pub port: Option<u16>,
     /// Name of the Deployment and Service in the manifests; defaults to the component name.
     #[serde(default)]
     pub workload: Option<String>,
@@ -147,6 +155,15 @@ pub struct Environment {
     /// Blue-green settings; required when `strategy: blue-green`.
     #[serde(default)]
     pub blue_green: Option<BlueGreen>,
+}
+
+impl Environment {
+    /// Whether GitHub records its deployments as production (`production_environment`):
+    /// the blue-green environments. A dispatch form that asks for confirmation wants a
+    /// production environment's name typed.
+    pub fn production(&self) -> bool {
+        self.strategy == Strategy::BlueGreen
+    }
 }
 
 fn default_rollout_timeout() -> HumanDuration {

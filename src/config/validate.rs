@@ -82,6 +82,17 @@ pub fn validate(pipeline: &Pipeline, workspace: &dyn Workspace) -> Vec<Violation
         }
     }
 
+    if !images.version_prefix.is_empty()
+        && !crate::oci::reference::is_valid_tag(&format!("{}0.0.0", images.version_prefix))
+    {
+        bad(
+            "images.version_prefix".into(),
+            format!(
+                "`{}` cannot start an image tag; use letters, digits, `_`, `.` or `-`, starting with a letter, digit or `_` (e.g. `v`)",
+                images.version_prefix
+            ),
+        );
+    }
     if let Some(cache) = &images.cache_repository
         && !is_repository(cache)
     {
@@ -137,7 +148,7 @@ pub fn validate(pipeline: &Pipeline, workspace: &dyn Workspace) -> Vec<Violation
                 );
             }
         }
-        if component.port == 0 {
+        if component.port == Some(0) {
             bad(at("port"), "port must be between 1 and 65535".into());
         }
         if let Some(workload) = &component.workload
@@ -147,12 +158,6 @@ pub fn validate(pipeline: &Pipeline, workspace: &dyn Workspace) -> Vec<Violation
         }
     }
 
-    if pipeline.environments.is_empty() {
-        bad(
-            "environments".into(),
-            "list at least one environment to deploy to".into(),
-        );
-    }
     let mut branches: BTreeMap<&str, &str> = BTreeMap::new();
     for (name, env) in &pipeline.environments {
         let at = |field: &str| format!("environments.{name}.{field}");

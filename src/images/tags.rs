@@ -112,7 +112,7 @@ pub fn compute(pipeline: &Pipeline, ctx: &RunContext, component: &str) -> Option
             git_ref: GitRef::Tag(tag),
             ..
         } => {
-            names.extend(version_tags(tag));
+            names.extend(version_tags(tag, &pipeline.images.version_prefix));
             true
         }
         Event::PullRequest { number, .. } => {
@@ -148,14 +148,15 @@ pub fn compute(pipeline: &Pipeline, ctx: &RunContext, component: &str) -> Option
 }
 
 /// Tags for a pushed git tag: semver gives `1.2.3`, `1.2`, `1` (a prerelease only its full
-/// version); anything else is used as it is, sanitized.
-pub fn version_tags(git_tag: &str) -> Vec<String> {
+/// version), each after `prefix` (`images.version_prefix`, e.g. `v`); anything else is used
+/// as it is, sanitized.
+pub fn version_tags(git_tag: &str, prefix: &str) -> Vec<String> {
     match Semver::parse(git_tag) {
-        Some(v) if v.pre.is_some() => vec![v.full()],
+        Some(v) if v.pre.is_some() => vec![format!("{prefix}{}", v.full())],
         Some(v) => vec![
-            v.full(),
-            format!("{}.{}", v.major, v.minor),
-            v.major.to_string(),
+            format!("{prefix}{}", v.full()),
+            format!("{prefix}{}.{}", v.major, v.minor),
+            format!("{prefix}{}", v.major),
         ],
         None => vec![git_tag.to_owned()],
     }
@@ -307,6 +308,7 @@ environments:
             request: DispatchRequest::Rollback {
                 environment: "production".into(),
             },
+            confirmation: None,
         });
         let cases: Vec<Case> = vec![
             (
@@ -444,6 +446,15 @@ environments:
         }
         assert_eq!(sanitize("feature/x"), "feature-x");
         assert!(!is_valid_tag("") && !is_valid_tag("-a") && !is_valid_tag("a+b"));
+    }
+
+    #[test]
+    fn a_version_prefix_leads_every_version_tag_but_not_other_git_tags() {
+        assert_eq!(version_tags("v1.4.2", "v"), ["v1.4.2", "v1.4", "v1"]);
+        assert_eq!(version_tags("1.4.2", "v"), ["v1.4.2", "v1.4", "v1"]);
+        assert_eq!(version_tags("v2.0.0-rc.1", "v"), ["v2.0.0-rc.1"]);
+        assert_eq!(version_tags("v1.4.2", ""), ["1.4.2", "1.4", "1"]);
+        assert_eq!(version_tags("nightly", "v"), ["nightly"]);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! The plan is computed whole before anything runs (a dry run prints it and stops), and it
 //! carries everything a step needs, so the same object can drive the real run.
 
+pub mod matrix;
 pub mod render;
 mod steps;
 
@@ -67,6 +68,8 @@ impl Decision {
 pub struct Job {
     /// Stable id: `lint`, `build`, `deploy-production`, ...
     pub id: String,
+    /// What the job does; workflows pick the runner job that carries it out by this.
+    pub kind: JobKind,
     /// Jobs that must succeed first.
     pub needs: Vec<String>,
     /// The environment it deploys to, if any.
@@ -75,6 +78,48 @@ pub struct Job {
     pub decision: Decision,
     /// Steps in order; empty for a skipped job.
     pub steps: Vec<Step>,
+}
+
+/// What a job does. Every job of one kind needs the same tools and token permissions, so a
+/// workflow runs each kind in a job of its own (see `jisu-deploy plan`'s `matrix` output).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// `lint`, `security`, `test`: commands that must pass before images are pushed.
+    Gate,
+    /// `build`: build and push the images.
+    Build,
+    /// `deploy-<env>`: deploy an environment.
+    Deploy,
+    /// `promote`: move an environment's tag onto a commit's images.
+    Promote,
+    /// `rollback-<env>`: put an environment's previous release back.
+    Rollback,
+    /// `switch-<env>`: move blue-green traffic to the idle color.
+    Switch,
+    /// `cleanup-<env>`: scale down a previous color past its keep time.
+    Cleanup,
+    /// `prune`: delete old images by the retention rules.
+    Prune,
+    /// `backup`: dump and upload the environment's data.
+    Backup,
+}
+
+impl JobKind {
+    /// As written in the plan JSON and the `matrix` output (`gate`, `deploy`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Gate => "gate",
+            JobKind::Build => "build",
+            JobKind::Deploy => "deploy",
+            JobKind::Promote => "promote",
+            JobKind::Rollback => "rollback",
+            JobKind::Switch => "switch",
+            JobKind::Cleanup => "cleanup",
+            JobKind::Prune => "prune",
+            JobKind::Backup => "backup",
+        }
+    }
 }
 
 /// One step of a job.
@@ -402,7 +447,11 @@ pub fn build(
                 ));
             }
         }
-        Event::WorkflowDispatch { request, .. } => {
+        Event::WorkflowDispatch {
+            request,
+            confirmation,
+            ..
+        } => {
             let environment = match request {
                 DispatchRequest::Promote { environment, .. }
                 | DispatchRequest::Rollback { environment }
@@ -419,6 +468,18 @@ pub fn build(
                     ),
                 ));
             };
+            if let Some(typed) = confirmation
+                && env.production()
+                && typed != environment
+            {
+                return Err(InputError::new(
+                    "workflow_dispatch inputs",
+                    Some("confirm"),
+                    format!(
+                        "`{environment}` is a production environment: type its name, `{environment}`, in input `confirm` to go on"
+                    ),
+                ));
+            }
             match request {
                 DispatchRequest::Promote { sha, .. } => {
                     let (job, images) = steps::promote_job(pipeline, environment, sha);

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Action, ColorRole, Decision, ImageSource, Job, Promotion, Step, When, short};
+use super::{Action, ColorRole, Decision, ImageSource, Job, JobKind, Promotion, Step, When, short};
 use crate::config::context::{Event, RunContext};
 use crate::config::duration::HumanDuration;
 use crate::config::pipeline::{Command, Environment, Pipeline, Strategy};
@@ -26,6 +26,7 @@ fn always(id: &str, decision: Decision, action: Action) -> Step {
 }
 
 fn job(
+    kind: JobKind,
     id: &str,
     needs: &[&str],
     environment: Option<&str>,
@@ -36,6 +37,7 @@ fn job(
     let steps = if decision.runs { steps } else { Vec::new() };
     Job {
         id: id.to_owned(),
+        kind,
         needs: needs.iter().map(|s| s.to_string()).collect(),
         environment: environment.map(str::to_owned),
         decision,
@@ -70,7 +72,7 @@ pub(super) fn gate_jobs(pipeline: &Pipeline) -> Vec<Job> {
                 )
             })
             .collect();
-        job(id, &[], None, decision, steps)
+        job(JobKind::Gate, id, &[], None, decision, steps)
     })
     .collect()
 }
@@ -130,7 +132,7 @@ pub(super) fn build_job(pipeline: &Pipeline, ctx: &RunContext, may_push: bool) -
         }
         _ => Decision::run("images are built once and promoted, never rebuilt"),
     };
-    job("build", &gates, None, decision, steps)
+    job(JobKind::Build, "build", &gates, None, decision, steps)
 }
 
 /// OCI labels that let ghcr link a package to its repository and commit.
@@ -289,7 +291,14 @@ pub(super) fn deploy_job(
     steps.push(record_step(env_name, env));
     steps.push(unlock_step(env_name, env));
     let id = format!("deploy-{env_name}");
-    job(&id, &[needs], Some(env_name), decision, steps)
+    job(
+        JobKind::Deploy,
+        &id,
+        &[needs],
+        Some(env_name),
+        decision,
+        steps,
+    )
 }
 
 fn default_blue_green() -> crate::config::pipeline::BlueGreen {
@@ -365,7 +374,7 @@ fn command_step(command: &Command, env: &Environment) -> Step {
 }
 
 fn record_step(env_name: &str, env: &Environment) -> Step {
-    let production = env.strategy == Strategy::BlueGreen;
+    let production = env.production();
     always(
         "record",
         Decision::run(
@@ -445,7 +454,14 @@ pub(super) fn promote_job(
         short(sha)
     ));
     (
-        job("promote", &[], Some(env_name), decision, steps),
+        job(
+            JobKind::Promote,
+            "promote",
+            &[],
+            Some(env_name),
+            decision,
+            steps,
+        ),
         sources,
     )
 }
@@ -515,7 +531,7 @@ pub(super) fn rollback_job(pipeline: &Pipeline, env_name: &str, env: &Environmen
     steps.push(unlock_step(env_name, env));
     let id = format!("rollback-{env_name}");
     let decision = Decision::run(format!("workflow_dispatch asked to roll {env_name} back"));
-    job(&id, &[], Some(env_name), decision, steps)
+    job(JobKind::Rollback, &id, &[], Some(env_name), decision, steps)
 }
 
 /// `switch-<env>`: traffic moves to the color a `deploy --no-switch` left ready beside
@@ -527,7 +543,14 @@ pub(super) fn switch_job(pipeline: &Pipeline, env_name: &str, env: &Environment)
         let decision = Decision::skip(format!(
             "`{env_name}` deploys rolling: there is no idle color to switch to"
         ));
-        return job(&id, &[], Some(env_name), decision, Vec::new());
+        return job(
+            JobKind::Switch,
+            &id,
+            &[],
+            Some(env_name),
+            decision,
+            Vec::new(),
+        );
     }
     let bg = env.blue_green.clone().unwrap_or_else(default_blue_green);
     let services = workloads(pipeline);
@@ -581,7 +604,7 @@ pub(super) fn switch_job(pipeline: &Pipeline, env_name: &str, env: &Environment)
     let decision = Decision::run(format!(
         "workflow_dispatch asked to switch {env_name} to its idle color"
     ));
-    job(&id, &[], Some(env_name), decision, steps)
+    job(JobKind::Switch, &id, &[], Some(env_name), decision, steps)
 }
 
 /// `cleanup-<env>`: a blue-green environment's previous color scaled down once past
@@ -614,6 +637,7 @@ pub(super) fn cleanup_job(
         unlock_step(env_name, env),
     ];
     job(
+        JobKind::Cleanup,
         &format!("cleanup-{env_name}"),
         &[],
         Some(env_name),
@@ -664,6 +688,7 @@ pub(super) fn scheduled_jobs(pipeline: &Pipeline, fired: Option<&str>) -> Vec<Jo
                 },
             );
             jobs.push(job(
+                JobKind::Prune,
                 "prune",
                 &[],
                 None,
@@ -672,6 +697,7 @@ pub(super) fn scheduled_jobs(pipeline: &Pipeline, fired: Option<&str>) -> Vec<Jo
             ));
         }
         None => jobs.push(job(
+            JobKind::Prune,
             "prune",
             &[],
             None,
@@ -708,6 +734,7 @@ pub(super) fn scheduled_jobs(pipeline: &Pipeline, fired: Option<&str>) -> Vec<Jo
                 },
             );
             jobs.push(job(
+                JobKind::Backup,
                 "backup",
                 &[],
                 Some(&backup.environment),
@@ -716,6 +743,7 @@ pub(super) fn scheduled_jobs(pipeline: &Pipeline, fired: Option<&str>) -> Vec<Jo
             ));
         }
         None => jobs.push(job(
+            JobKind::Backup,
             "backup",
             &[],
             None,

@@ -554,3 +554,54 @@ fn a_components_workload_names_the_deployment_waited_for() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn a_dispatch_form_with_a_confirmation_needs_a_production_environments_name_typed() {
+    let promote = |environment: &str, typed: Option<&str>| {
+        let mut inputs = vec![
+            ("operation", "promote"),
+            ("environment", environment),
+            ("sha", SHA),
+        ];
+        inputs.extend(typed.map(|typed| ("confirm", typed)));
+        build(
+            &pipeline(PIPELINE),
+            &context("workflow_dispatch", "refs/heads/main", &inputs),
+            false,
+            "test.yml",
+        )
+    };
+    for typed in ["", "prod", "staging", "Production"] {
+        let err = promote("production", Some(typed)).unwrap_err().to_string();
+        assert!(
+            err.contains("confirm") && err.contains("type its name, `production`"),
+            "{typed:?}: {err}"
+        );
+    }
+    let confirmed = promote("production", Some(" production ")).unwrap();
+    assert_eq!(job_ids(&confirmed), ["promote", "deploy-production"]);
+    // Staging is not a production environment; the terminal's `promote` has no form.
+    assert!(promote("staging", Some("")).is_ok());
+    assert!(promote("production", None).is_ok());
+}
+
+#[test]
+fn every_job_says_its_kind() {
+    let plan = plan(PIPELINE, &context("push", "refs/heads/main", &[]));
+    let kinds: Vec<(&str, &str)> = plan
+        .jobs
+        .iter()
+        .map(|job| (job.id.as_str(), job.kind.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("lint", "gate"),
+            ("security", "gate"),
+            ("test", "gate"),
+            ("build", "build"),
+            ("deploy-production", "deploy"),
+            ("deploy-staging", "deploy"),
+        ]
+    );
+}

@@ -98,6 +98,14 @@ fn cases() -> Vec<Case> {
             "field `images.scheme`",
         ),
         case(
+            "version prefix that cannot start a tag",
+            Config(
+                "scheme: component-prefix",
+                "scheme: component-prefix\n  version_prefix: \"-v\"",
+            ),
+            "field `images.version_prefix`: `-v` cannot start an image tag",
+        ),
+        case(
             "prefix scheme without repository",
             Config("  repository: jisu/platform\n", ""),
             "field `images.repository`",
@@ -116,9 +124,9 @@ fn cases() -> Vec<Case> {
             "unknown field `unused`",
         ),
         case(
-            "component without port",
-            Config("    port: 8000\n", ""),
-            "missing field `port`",
+            "port zero",
+            Config("port: 8000", "port: 0"),
+            "field `components.backend.port`: port must be between 1 and 65535",
         ),
         case(
             "port wrong type",
