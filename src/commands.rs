@@ -127,7 +127,9 @@ fn run_command(session: &Session, args: &RunArgs) -> Result<()> {
         .cloned()
         .collect();
     if session.dry_run {
-        // A dry run prints the very plan a real run would carry out, and contacts nothing.
+        // A dry run prints the very plan a real run would carry out (only the jobs --job
+        // names, which must be jobs of the plan), and contacts nothing.
+        let plan = crate::execute::only_jobs(&plan, &jobs)?;
         session.runner.group(&format!(
             "jisu-deploy run (dry run): {}",
             render::headline(&plan)
@@ -135,6 +137,10 @@ fn run_command(session: &Session, args: &RunArgs) -> Result<()> {
         output::out(&render::text(&plan));
         session.runner.end_group();
         plan_outputs(session, &plan)?;
+        // Nothing was pushed, so there is nothing for a later job to pin.
+        session
+            .runner
+            .set_outputs(&[("digests", "{}".to_owned())])?;
         session
             .runner
             .append_summary(&summary::plan_markdown(&plan))?;

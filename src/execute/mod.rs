@@ -550,6 +550,17 @@ fn unsupported_job(job: &Job, steps: &[&str]) -> crate::error::InputProblem {
     )
 }
 
+/// `plan` narrowed to the jobs `only` names (all of them when it names none), as a dry run
+/// of `run --job` shows it; unknown ids are bad input, as in a real run.
+pub fn only_jobs(plan: &Plan, only: &[String]) -> Result<Plan, InputError> {
+    let selected = select(plan, only)?;
+    let mut narrowed = plan.clone();
+    narrowed
+        .jobs
+        .retain(|job| selected.contains(job.id.as_str()));
+    Ok(narrowed)
+}
+
 /// The jobs a run considers: all, or those `only` names (unknown ids are bad input).
 fn select<'p>(plan: &'p Plan, only: &[String]) -> Result<BTreeSet<&'p str>, InputError> {
     let all: BTreeSet<&str> = plan.jobs.iter().map(|j| j.id.as_str()).collect();

@@ -20,3 +20,4 @@ mod secrets;
 mod statuses;
 mod summary;
 mod support;
+mod workflows;
