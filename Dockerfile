@@ -8,6 +8,9 @@
 # distroless/cc-debian12 ships (glibc 2.36, libgcc_s, CA certificates). It also keeps
 # glibc's resolver, which a static glibc binary cannot load.
 
+# The runtime base. A build argument used in FROM must come before the first FROM.
+ARG RUNTIME=gcr.io/distroless/cc-debian12:latest
+
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 # Dependencies first, so source edits do not rebuild them.
@@ -23,10 +26,14 @@ RUN touch src/main.rs src/lib.rs \
     && cargo build --release --locked -p jisu-deploy \
     && cp target/release/jisu-deploy /jisu-deploy
 
+# The binary alone, for the release asset: `docker buildx build --target binary --output
+# type=local,dest=dist .` writes the very file the image below carries.
+FROM scratch AS binary
+COPY --from=build /jisu-deploy /jisu-deploy
+
 # Docker actions run as root (GitHub mounts the workspace and runner files for root),
 # so this image keeps distroless's default user. distroless publishes only rolling tags:
-# the release job pins the digest it resolves at release time.
-# hadolint ignore=DL3007
-FROM gcr.io/distroless/cc-debian12:latest
+# the release workflow resolves the tag to a digest and passes it as RUNTIME (above).
+FROM ${RUNTIME}
 COPY --from=build /jisu-deploy /usr/local/bin/jisu-deploy
 ENTRYPOINT ["/usr/local/bin/jisu-deploy"]

@@ -19,6 +19,7 @@ use serde::Serialize;
 use crate::config::context::{DispatchRequest, Event, GitRef, RunContext};
 use crate::config::pipeline::{BackupTarget, Command, Gate, HttpCheck, Pipeline};
 use crate::error::InputError;
+use crate::github::permissions::Permission;
 use crate::images::tags;
 
 /// Version of the plan's JSON form; bumped on any incompatible change.
@@ -106,6 +107,34 @@ pub enum JobKind {
 }
 
 impl JobKind {
+    /// Every kind, in the order a plan lists them.
+    pub const ALL: [JobKind; 9] = [
+        JobKind::Gate,
+        JobKind::Build,
+        JobKind::Deploy,
+        JobKind::Promote,
+        JobKind::Rollback,
+        JobKind::Switch,
+        JobKind::Cleanup,
+        JobKind::Prune,
+        JobKind::Backup,
+    ];
+
+    /// What the workflow token needs for a job of this kind, beyond reading the repository
+    /// (`contents: read`, for the checkout): the `permissions:` of the runner job that
+    /// carries it out, and no more.
+    pub fn permissions(self) -> &'static [Permission] {
+        match self {
+            // The check run, and the commit status it falls back to.
+            JobKind::Gate => &[Permission::ChecksWrite, Permission::StatusesWrite],
+            JobKind::Build | JobKind::Promote | JobKind::Prune => &[Permission::PackagesWrite],
+            // The deployment record; sha tags are read from ghcr.io when no digest is given.
+            JobKind::Deploy => &[Permission::DeploymentsWrite, Permission::PackagesRead],
+            JobKind::Rollback | JobKind::Switch => &[Permission::DeploymentsWrite],
+            JobKind::Cleanup | JobKind::Backup => &[],
+        }
+    }
+
     /// As written in the plan JSON and the `matrix` output (`gate`, `deploy`, ...).
     pub fn as_str(self) -> &'static str {
         match self {

@@ -2,3 +2,5 @@
 //! the action files: run under act, linted by actionlint, held to the workflow policy.
 
 mod act;
+mod lint;
+mod policy;
