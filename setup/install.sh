@@ -65,11 +65,15 @@ case "$source_kind" in
     full_pattern='^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$'
     [[ "$version" =~ $full_pattern ]] ||
       fail "source: release needs a full version such as v1.4.2, not '$version'"
-    curl --fail --silent --show-error --location --retry 3 --max-filesize 200000000 \
-      --output "$binary" "$releases/$version/$asset"
+    # Bounded reads: the binary is about 15 MB (a debug build, which tests serve, is
+    # larger), its checksum file one line.
+    curl --fail --silent --show-error --location --retry 3 --max-filesize 1073741824 \
+      --output "$binary" "$releases/$version/$asset" ||
+      { rm -f "$binary"; fail "could not download $asset $version from $releases"; }
     if [ -z "$want_sha" ]; then
       want_sha="$(curl --fail --silent --show-error --location --retry 3 --max-filesize 4096 \
-        "$releases/$version/$asset.sha256" | cut -d' ' -f1)"
+        "$releases/$version/$asset.sha256" | cut -d' ' -f1)" ||
+        { rm -f "$binary"; fail "could not download $asset.sha256 $version from $releases"; }
     fi
     sha_pattern='^[0-9a-f]{64}$'
     [[ "$want_sha" =~ $sha_pattern ]] || fail "the expected sha256 '$want_sha' is not 64 hex digits"

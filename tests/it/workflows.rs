@@ -4,3 +4,4 @@
 mod act;
 mod lint;
 mod policy;
+mod setup;
