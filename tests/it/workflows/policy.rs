@@ -1,7 +1,8 @@
 //! The workflow policy, checked on every workflow this repository ships (reusable ones,
 //! caller templates, the release): every action and reusable workflow from another
-//! repository is pinned by commit sha, every image by digest, no `write-all`, and each
-//! job's token gets exactly what its steps use. What a step uses is read off the step: a
+//! repository is pinned by commit sha, every image by digest, no `write-all`, no
+//! expression expanded inside a script (a branch name or an input would become shell
+//! code), and each job's token gets exactly what its steps use. What a step uses is read off the step: a
 //! checkout reads the repository, `jisu-deploy run` needs what its plan jobs' kind needs
 //! (`JobKind::permissions`, the product's own table), a caller of a reusable workflow
 //! needs what the called jobs ask for, `gh release` writes contents, a registry push
@@ -188,6 +189,12 @@ fn violations(workflow: &Value, workflows: &BTreeMap<String, Value>) -> Vec<Stri
             images.push(text(&service.1["image"]));
         }
         for step in job["steps"].as_sequence().into_iter().flatten() {
+            if text(&step["run"]).contains("${{") {
+                breach(format!(
+                    "step `{}` expands an expression inside its script; pass it through `env`",
+                    text(&step["name"])
+                ));
+            }
             let uses = text(&step["uses"]);
             if let Some(image) = uses.strip_prefix("docker://") {
                 images.push(image.to_owned());
@@ -381,6 +388,20 @@ fn a_job_with_more_permissions_than_its_steps_use_is_caught() {
         [
             "job `build`: more permissions than its steps use: `packages: write` where they read",
             "job `build`: its steps need `deployments: write`",
+        ]
+    );
+}
+
+#[test]
+fn an_expression_inside_a_script_is_caught() {
+    let found = check(&GOOD_JOB.replace(
+        "run: jisu-deploy run",
+        "name: build\n        run: jisu-deploy run --ref ${{ github.head_ref }}",
+    ));
+    assert_eq!(
+        found,
+        [
+            "job `build`: step `build` expands an expression inside its script; pass it through `env`"
         ]
     );
 }
