@@ -15,6 +15,8 @@ apt_packages=(
   docker-registry apache2-utils skopeo buildah umoci openssl
   # manifest validation (ci/validate-manifests.sh)
   prometheus yamllint docker-compose shellcheck
+  # backups: real servers and their tools (tests/it/backup.rs)
+  postgresql redis-server redis-tools
 )
 missing=()
 for pkg in "${apt_packages[@]}"; do

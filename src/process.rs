@@ -132,6 +132,20 @@ pub struct Output {
 /// child's output cannot issue workflow commands; the output comes back even when the
 /// child fails (a linter exits 1 with its findings).
 pub async fn run_captured(child: &Child<'_>, keep: usize) -> (Result<(), ProcessError>, Output) {
+    run_child(child, keep, true).await
+}
+
+/// Runs `child` like [`run_captured`] for a query whose answer is data, not log: its
+/// standard output is kept (up to `keep`) and not echoed; its standard error still is.
+pub async fn query(child: &Child<'_>, keep: usize) -> (Result<(), ProcessError>, Output) {
+    run_child(child, keep, false).await
+}
+
+async fn run_child(
+    child: &Child<'_>,
+    keep: usize,
+    echo_stdout: bool,
+) -> (Result<(), ProcessError>, Output) {
     let name = child.name.to_owned();
     let Some((program, arguments)) = child.argv.split_first() else {
         let error = ProcessError::Start {
@@ -178,8 +192,13 @@ pub async fn run_captured(child: &Child<'_>, keep: usize) -> (Result<(), Process
     let mut group = Group(process.id());
     let stdout = process.stdout.take();
     let stderr = process.stderr.take();
-    let finished =
-        async { tokio::join!(forward(stdout, keep), forward(stderr, keep), process.wait()) };
+    let finished = async {
+        tokio::join!(
+            forward(stdout, keep, echo_stdout),
+            forward(stderr, keep, true),
+            process.wait()
+        )
+    };
     let (result, output) = match tokio::time::timeout(child.timeout, finished).await {
         Ok((stdout, stderr, status)) => {
             let output = Output { stdout, stderr };
@@ -213,7 +232,11 @@ const MAX_LINE: usize = 64 * 1024;
 /// Copies `stream` to our stderr line by line through [`crate::output::guard`], keeping
 /// its first `keep` bytes (a caller that asks for one byte more than it accepts can tell
 /// a stream that was too long).
-async fn forward(stream: Option<impl tokio::io::AsyncRead + Unpin>, keep: usize) -> Vec<u8> {
+async fn forward(
+    stream: Option<impl tokio::io::AsyncRead + Unpin>,
+    keep: usize,
+    echo: bool,
+) -> Vec<u8> {
     use tokio::io::AsyncReadExt as _;
     let mut kept = Vec::new();
     let Some(mut stream) = stream else {
@@ -229,6 +252,9 @@ async fn forward(stream: Option<impl tokio::io::AsyncRead + Unpin>, keep: usize)
         let chunk = &buffer[..read];
         let room = keep.saturating_sub(kept.len());
         kept.extend_from_slice(&chunk[..room.min(read)]);
+        if !echo {
+            continue;
+        }
         for &byte in chunk {
             line.push(byte);
             if byte == b'\n' || line.len() >= MAX_LINE {

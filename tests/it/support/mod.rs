@@ -2,6 +2,7 @@
 //! environment, and services the tests start for themselves.
 
 pub mod counting_proxy;
+pub mod databases;
 pub mod fake_github;
 pub mod prism_proxy;
 pub mod registry_server;
