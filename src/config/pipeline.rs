@@ -457,6 +457,63 @@ pub struct Backup {
     pub destination: String,
     /// Archives older than this are expired.
     pub retain_for: HumanDuration,
+    /// Calendar months, counting back from the current one, that each keep their newest
+    /// verified backup past `retain_for`.
+    #[serde(default = "default_monthly")]
+    pub monthly: u32,
+    /// The PostgreSQL database, for the `postgres` target. Its password comes from
+    /// `PGPASSWORD` in the environment, never from this file.
+    #[serde(default)]
+    pub postgres: Option<PostgresSource>,
+    /// The Redis server, for the `redis` target. Its password comes from `REDISCLI_AUTH`.
+    #[serde(default)]
+    pub redis: Option<RedisSource>,
+    /// How long each dump, fetch or restore may take.
+    #[serde(default = "default_backup_timeout")]
+    pub timeout: HumanDuration,
+}
+
+fn default_monthly() -> u32 {
+    12
+}
+
+fn default_backup_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(30 * 60))
+}
+
+/// Where the PostgreSQL database is.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSource {
+    /// Host name or address (a Service name inside the cluster).
+    pub host: String,
+    /// Port.
+    #[serde(default = "default_postgres_port")]
+    pub port: u16,
+    /// The role that dumps; verification also creates and drops a scratch database with
+    /// it, so it needs `CREATEDB`.
+    pub user: String,
+    /// The database.
+    pub database: String,
+}
+
+fn default_postgres_port() -> u16 {
+    5432
+}
+
+/// Where the Redis server is.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSource {
+    /// Host name or address.
+    pub host: String,
+    /// Port.
+    #[serde(default = "default_redis_port")]
+    pub port: u16,
+}
+
+fn default_redis_port() -> u16 {
+    6379
 }
 
 /// One kind of data to back up.

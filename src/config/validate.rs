@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::cron;
-use super::pipeline::{Command, Gate, Pipeline, ReportFormat, Strategy, TagScheme};
+use super::pipeline::{BackupTarget, Command, Gate, Pipeline, ReportFormat, Strategy, TagScheme};
 
 /// What validation needs to know about the repository checkout.
 pub trait Workspace {
@@ -324,6 +324,37 @@ pub fn validate(pipeline: &Pipeline, workspace: &dyn Workspace) -> Vec<Violation
             bad(
                 "backup.retain_for".into(),
                 "keep backups for at least 1d".into(),
+            );
+        }
+        let has = |target| backup.targets.contains(&target);
+        if has(BackupTarget::Postgres) && backup.postgres.is_none() {
+            bad(
+                "backup.postgres".into(),
+                "the `postgres` target needs `postgres: {host, user, database}` (the password comes from PGPASSWORD)".into(),
+            );
+        }
+        if has(BackupTarget::Redis) && backup.redis.is_none() {
+            bad(
+                "backup.redis".into(),
+                "the `redis` target needs `redis: {host}` (the password comes from REDISCLI_AUTH)".into(),
+            );
+        }
+        if let Some(pg) = &backup.postgres {
+            for (field, value) in [("host", &pg.host), ("user", &pg.user), ("database", &pg.database)] {
+                if value.is_empty() || value.starts_with('-') || value.chars().any(char::is_control) {
+                    bad(
+                        format!("backup.postgres.{field}"),
+                        format!("`{value}` is not a usable {field}: non-empty, no control characters, not starting with `-`"),
+                    );
+                }
+            }
+        }
+        if let Some(redis) = &backup.redis
+            && (redis.host.is_empty() || redis.host.starts_with('-') || redis.host.chars().any(char::is_control))
+        {
+            bad(
+                "backup.redis.host".into(),
+                format!("`{}` is not a usable host name", redis.host),
             );
         }
     }
