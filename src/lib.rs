@@ -7,6 +7,7 @@
 //! command ([`commands`]) opens one [`session::Session`] and is a view of the plan and the
 //! executor.
 
+pub mod backup;
 pub mod cleanup;
 pub mod cli;
 pub mod commands;
