@@ -5,6 +5,7 @@ pub mod counting_proxy;
 pub mod fake_github;
 pub mod prism_proxy;
 pub mod registry_server;
+pub mod s3_server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
