@@ -200,7 +200,7 @@ fn duration_words(duration: Duration) -> String {
     let seconds = duration.as_secs();
     [(86_400, "d"), (3_600, "h"), (60, "m")]
         .into_iter()
-        .find(|(unit, _)| seconds > 0 && seconds % unit == 0)
+        .find(|(unit, _)| seconds > 0 && seconds.is_multiple_of(*unit))
         .map(|(unit, suffix)| format!("{}{suffix}", seconds / unit))
         .unwrap_or_else(|| format!("{seconds}s"))
 }

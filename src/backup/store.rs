@@ -207,7 +207,7 @@ pub enum StoreError {
         /// The destination.
         destination: String,
         /// The client's error.
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// A key is not a clean relative path.
     #[error(
@@ -272,11 +272,12 @@ pub enum StoreError {
         /// The store.
         store: String,
         /// The client's error.
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// An uploaded object read back differently from what was sent.
     #[error(
-        "uploaded object `{key}` in {store} did not read back as written: expected {expected_size} bytes with sha256 {expected_sha256}, found {found_size} bytes with sha256 {found_sha256}; {cleanup}"
+        "uploaded object `{key}` in {store} did not read back as written: expected {expected_size} bytes with sha256 {expected_sha256}, found {found_size} bytes with sha256 {found_sha256}; {}",
+        cleanup_words(delete_failed.as_deref())
     )]
     UploadMismatch {
         /// The key.
@@ -291,8 +292,8 @@ pub enum StoreError {
         found_size: u64,
         /// The sha256 read back (or why it is unknown).
         found_sha256: String,
-        /// What became of the object, and what to do.
-        cleanup: String,
+        /// Why deleting the object failed, if it did (it was deleted otherwise).
+        delete_failed: Option<Box<object_store::Error>>,
     },
     /// A downloaded object is not the expected backup: nothing was written.
     #[error(
@@ -305,7 +306,7 @@ pub enum StoreError {
         /// The store.
         store: String,
         /// The file that was not written.
-        local: PathBuf,
+        local: Box<Path>,
         /// The sha256 expected.
         expected_sha256: String,
         /// The size downloaded.
@@ -359,7 +360,7 @@ pub enum StoreError {
         /// Deletions confirmed before the failure.
         deleted: usize,
         /// The client's error.
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
 }
 
@@ -391,6 +392,8 @@ pub struct Listed {
 pub struct Store {
     s3: AmazonS3,
     destination: Destination,
+    /// The destination's prefix as an object path.
+    prefix: ObjectPath,
     /// The endpoint URL, or `None` for AWS.
     endpoint: Option<String>,
     region: String,
@@ -422,6 +425,11 @@ impl Store {
         lookup: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, StoreError> {
         let destination = Destination::parse(destination)?;
+        let prefix =
+            ObjectPath::parse(&destination.prefix).map_err(|_| DestinationError::Prefix {
+                prefix: destination.prefix.clone(),
+                problem: "is not a valid object path",
+            })?;
         let endpoint = settings
             .endpoint
             .or_else(|| lookup("AWS_ENDPOINT_URL"))
@@ -460,11 +468,12 @@ impl Store {
         }
         let s3 = builder.build().map_err(|source| StoreError::Client {
             destination: destination.to_string(),
-            source,
+            source: Box::new(source),
         })?;
         Ok(Store {
             s3,
             destination,
+            prefix,
             endpoint,
             region,
         })
@@ -500,21 +509,8 @@ impl Store {
             self.put_large(key, &location, &mut file, local, &expected)
                 .await?
         } else {
-            let mut bytes = Vec::new();
-            // Bounded even if the file grew since its size was read.
-            (&mut file)
-                .take(MULTIPART_THRESHOLD + 1)
-                .read_to_end(&mut bytes)
-                .await
-                .map_err(|source| local_error("read", local, source))?;
-            let sent = digest(&bytes);
-            if sent.sha256 == expected {
-                self.s3
-                    .put(&location, PutPayload::from(bytes))
-                    .await
-                    .map_err(|source| self.request_error("PUT", key, source))?;
-            }
-            sent
+            self.put_small(key, &location, &mut file, local, &expected)
+                .await?
         };
         if sent.sha256 != expected {
             return Err(StoreError::LocalMismatch {
@@ -531,6 +527,32 @@ impl Store {
             sha256: sent.sha256,
             multipart,
         })
+    }
+
+    /// Sends `file` (at most [`MULTIPART_THRESHOLD`]) to `location` in one request if it
+    /// has the sha256 `expected`, and returns what it read.
+    async fn put_small(
+        &self,
+        key: &str,
+        location: &ObjectPath,
+        file: &mut tokio::fs::File,
+        local: &Path,
+        expected: &str,
+    ) -> Result<Streamed, StoreError> {
+        let mut bytes = Vec::new();
+        // Bounded even if the file grew since its size was read.
+        file.take(MULTIPART_THRESHOLD + 1)
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|source| local_error("read", local, source))?;
+        let read = digest(&bytes);
+        if read.sha256 == expected {
+            self.s3
+                .put(location, PutPayload::from(bytes))
+                .await
+                .map_err(|source| self.request_error("PUT", key, source))?;
+        }
+        Ok(read)
     }
 
     /// Streams `file` to `location` in parts and returns what was sent. The upload is
@@ -614,10 +636,7 @@ impl Store {
             },
             Err(err) => return Err(err),
         };
-        let cleanup = match self.s3.delete(location).await {
-            Ok(()) => "the object was deleted; upload it again".to_owned(),
-            Err(err) => format!("deleting the object failed too ({err}); delete it by hand"),
-        };
+        let delete_failed = self.s3.delete(location).await.err().map(Box::new);
         Err(StoreError::UploadMismatch {
             key: key.to_owned(),
             store: self.to_string(),
@@ -625,7 +644,7 @@ impl Store {
             expected_sha256: sent.sha256.clone(),
             found_size: found.size,
             found_sha256: found.sha256,
-            cleanup,
+            delete_failed,
         })
     }
 
@@ -670,7 +689,7 @@ impl Store {
             return Err(StoreError::DownloadMismatch {
                 key: key.to_owned(),
                 store: self.to_string(),
-                local: local.to_owned(),
+                local: local.into(),
                 expected_sha256: expected,
                 found_size: found.size,
                 found_sha256: found.sha256,
@@ -709,13 +728,13 @@ impl Store {
     }
 
     /// The objects under `under` (relative to the prefix; empty for all), sorted by key.
+    /// `under` matches whole segments: `2026-10` lists `2026-10/…`, not `2026-10-20/…`.
     /// Fails rather than return a partial list past [`MAX_LISTED`] objects.
     pub async fn list(&self, under: &str) -> Result<Vec<Listed>, StoreError> {
-        let base = if under.is_empty() {
-            (!self.destination.prefix.is_empty())
-                .then(|| ObjectPath::from_iter(self.destination.prefix.split('/')))
-        } else {
-            Some(self.location(under)?)
+        let base = match under {
+            "" if self.destination.prefix.is_empty() => None,
+            "" => Some(self.prefix.clone()),
+            under => Some(self.location(under)?),
         };
         let mut objects = self.s3.list(base.as_ref());
         let mut listed = Vec::new();
@@ -770,7 +789,7 @@ impl Store {
                         store: self.to_string(),
                         requested: keys.len(),
                         deleted,
-                        source,
+                        source: Box::new(source),
                     });
                 }
             }
@@ -834,9 +853,15 @@ impl Store {
             key: key.to_owned(),
             problem,
         })?;
-        let prefix = &self.destination.prefix;
-        let segments = prefix.split('/').filter(|_| !prefix.is_empty());
-        Ok(ObjectPath::from_iter(segments.chain(key.split('/'))))
+        let full = match self.destination.prefix.as_str() {
+            "" => key.to_owned(),
+            prefix => format!("{prefix}/{key}"),
+        };
+        // Taken as written (`ObjectPath::from` would percent-encode some characters).
+        ObjectPath::parse(&full).map_err(|_| StoreError::Key {
+            key: key.to_owned(),
+            problem: "is not a valid object path",
+        })
     }
 
     /// `location` relative to the prefix.
@@ -870,7 +895,7 @@ impl Store {
                 operation,
                 key: key.to_owned(),
                 store: self.to_string(),
-                source,
+                source: Box::new(source),
             },
         }
     }
@@ -893,6 +918,14 @@ impl fmt::Debug for Store {
     /// Shows where the store is, never the client (whose configuration holds credentials).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("Store").field(&self.to_string()).finish()
+    }
+}
+
+/// What became of an object that did not read back as written, and what to do.
+fn cleanup_words(delete_failed: Option<&object_store::Error>) -> String {
+    match delete_failed {
+        None => "the object was deleted; upload it again".to_owned(),
+        Some(err) => format!("deleting the object failed too ({err}); delete it by hand"),
     }
 }
 
@@ -1241,6 +1274,8 @@ mod tests {
         .unwrap();
         let location = store.location("2026/db.dump").unwrap();
         assert_eq!(location.as_ref(), "prod/eu/2026/db.dump");
+        let unusual = store.location("2026/db~1 [copy].dump").unwrap();
+        assert_eq!(unusual.as_ref(), "prod/eu/2026/db~1 [copy].dump");
         assert_eq!(store.relative(&location).unwrap(), "2026/db.dump");
         let outside = ObjectPath::from("prod/euro/x");
         assert!(store.relative(&outside).is_err());

@@ -141,7 +141,7 @@ async fn listing_is_relative_sorted_and_confined_to_the_prefix_and_delete_remove
     let dir = tempfile::tempdir().unwrap();
     let before = jiff::Timestamp::now();
     for (key, len) in [
-        ("2026-10-21/postgres.dump", 2000),
+        ("2026-10-21/postgres~retry 1.dump", 2000),
         ("2026-10-20/redis.rdb", 1000),
         ("2026-10-20/postgres.dump", 3000),
     ] {
@@ -166,7 +166,7 @@ async fn listing_is_relative_sorted_and_confined_to_the_prefix_and_delete_remove
             ("2026-10-20/manifest.json", manifest.len() as u64),
             ("2026-10-20/postgres.dump", 3000),
             ("2026-10-20/redis.rdb", 1000),
-            ("2026-10-21/postgres.dump", 2000),
+            ("2026-10-21/postgres~retry 1.dump", 2000),
         ]
     );
     let after = jiff::Timestamp::now();
@@ -188,7 +188,7 @@ async fn listing_is_relative_sorted_and_confined_to_the_prefix_and_delete_remove
         .into_iter()
         .map(|l| l.key)
         .collect();
-    assert_eq!(under, ["2026-10-21/postgres.dump"]);
+    assert_eq!(under, ["2026-10-21/postgres~retry 1.dump"]);
 
     assert_eq!(
         store
@@ -223,7 +223,10 @@ async fn listing_is_relative_sorted_and_confined_to_the_prefix_and_delete_remove
     assert_eq!(deleted, 2);
     assert_eq!(
         keys(&store).await,
-        ["2026-10-20/manifest.json", "2026-10-21/postgres.dump"]
+        [
+            "2026-10-20/manifest.json",
+            "2026-10-21/postgres~retry 1.dump"
+        ]
     );
     let err = store
         .get_bytes("2026-10-20/redis.rdb", 1024)
