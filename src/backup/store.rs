@@ -23,15 +23,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Files larger than this go through a multipart upload; smaller ones in one request.
 pub const MULTIPART_THRESHOLD: u64 = 8 * 1024 * 1024;
-/// The size of each part of a multipart upload (the last one may be smaller).
+/// The size of each part of a multipart upload (the last one may be smaller), unless the
+/// file needs larger parts to fit S3's 10,000 parts.
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
+/// S3 accepts at most this many parts in one upload.
+const MAX_PARTS: u64 = 10_000;
 /// The most objects [`Store::list`] returns; past that it fails rather than truncate.
 pub const MAX_LISTED: usize = 100_000;
 
 /// How much of a local file is read at a time.
 const READ_CHUNK: usize = 1024 * 1024;
 /// Parts uploading at once; with the part being filled, memory stays under
-/// `(PARTS_IN_FLIGHT + 1) * PART_SIZE`.
+/// `(PARTS_IN_FLIGHT + 1)` parts.
 const PARTS_IN_FLIGHT: usize = 2;
 /// The region when neither the settings nor `AWS_REGION` give one.
 const DEFAULT_REGION: &str = "us-east-1";
@@ -506,7 +509,7 @@ impl Store {
             .len();
         let multipart = length > MULTIPART_THRESHOLD;
         let sent = if multipart {
-            self.put_large(key, &location, &mut file, local, &expected)
+            self.put_large(key, &location, &mut file, local, length, &expected)
                 .await?
         } else {
             self.put_small(key, &location, &mut file, local, &expected)
@@ -555,7 +558,7 @@ impl Store {
         Ok(read)
     }
 
-    /// Streams `file` to `location` in parts and returns what was sent. The upload is
+    /// Streams `file` (`length` bytes) to `location` in parts and returns what was sent. The upload is
     /// completed only when the bytes sent have the sha256 `expected`, and aborted
     /// otherwise or on any failure.
     async fn put_large(
@@ -564,6 +567,7 @@ impl Store {
         location: &ObjectPath,
         file: &mut tokio::fs::File,
         local: &Path,
+        length: u64,
         expected: &str,
     ) -> Result<Streamed, StoreError> {
         let upload = self
@@ -571,7 +575,7 @@ impl Store {
             .put_multipart(location)
             .await
             .map_err(|source| self.request_error("start multipart upload of", key, source))?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, part_size(length));
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         let mut buffer = vec![0u8; READ_CHUNK];
@@ -921,6 +925,14 @@ impl fmt::Debug for Store {
     }
 }
 
+/// The part size for a file of `length` bytes: [`PART_SIZE`], or whole MiB large enough
+/// for [`MAX_PARTS`] parts (past 78 GiB).
+fn part_size(length: u64) -> usize {
+    const MIB: u64 = 1024 * 1024;
+    let needed = length.div_ceil(MAX_PARTS).next_multiple_of(MIB);
+    usize::try_from(needed).map_or(usize::MAX, |needed| needed.max(PART_SIZE))
+}
+
 /// What became of an object that did not read back as written, and what to do.
 fn cleanup_words(delete_failed: Option<&object_store::Error>) -> String {
     match delete_failed {
@@ -1258,6 +1270,16 @@ mod tests {
         let err = normalize_sha256("abc").unwrap_err().to_string();
         assert!(err.contains("is not 64 hexadecimal digits"), "{err}");
         assert_eq!(normalize_sha256(&"AB".repeat(32)).unwrap(), "ab".repeat(32));
+    }
+
+    #[test]
+    fn parts_grow_only_when_a_file_needs_more_than_10000() {
+        const GIB: u64 = 1024 * 1024 * 1024;
+        assert_eq!(part_size(20 * 1024 * 1024), PART_SIZE);
+        assert_eq!(part_size(78 * GIB), PART_SIZE);
+        let size = part_size(200 * GIB);
+        assert_eq!(size, 21 * 1024 * 1024);
+        assert!(200 * GIB <= size as u64 * MAX_PARTS);
     }
 
     #[test]
