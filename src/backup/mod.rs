@@ -1,7 +1,10 @@
 //! Backups that prove they restore: PostgreSQL, Redis and the namespace's Kubernetes
 //! objects, each dumped, verified by restoring or checking it, listed in a manifest with
-//! sizes and sha256, shipped to object storage, and expired by age.
+//! sizes and sha256, shipped to S3-compatible object storage, and expired by age with
+//! monthly copies kept.
 
 pub mod manifest;
 pub mod postgres;
 pub mod redis;
+pub mod retention;
+pub mod store;

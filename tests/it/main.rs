@@ -3,6 +3,7 @@
 mod action_metadata;
 mod actions_io;
 mod backup;
+mod backup_store;
 mod bad_input;
 mod bluegreen;
 mod checks;

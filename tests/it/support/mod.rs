@@ -6,6 +6,7 @@ pub mod databases;
 pub mod fake_github;
 pub mod prism_proxy;
 pub mod registry_server;
+pub mod s3_server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
