@@ -48,6 +48,7 @@ pub fn run(cli: &Cli, runner: Runner) -> Result<()> {
         Command::Switch(args) => dispatch_operation(&session, "switch", args),
         Command::Cleanup(args) => cleanup(&session, args),
         Command::Status(args) => status(&session, args),
+        Command::Backup => backup(&session),
         Command::Image(ImageCommand::Tags(args)) => image_tags(&session, args),
         Command::Image(ImageCommand::Retag(args)) => image_retag(&session, args),
         Command::Image(ImageCommand::Build(args)) => image_build(&session, args),
@@ -308,18 +309,9 @@ fn promote(session: &Session, args: &PromoteArgs) -> Result<()> {
             ("sha", args.sha.as_str()),
         ],
     )?;
-    let plan = plan_for(session, &sources)?;
-    the_job(&plan, "promote", "--environment")?;
     let settings = settings(&args.registry, None, None, None, None);
-    let jobs = ["promote".to_owned()];
-    let (report, executor) = execute(
-        session,
-        &plan,
-        &jobs,
-        settings,
-        BTreeMap::new(),
-        session.dry_run,
-    )?;
+    let (plan, report, executor) =
+        one_job(session, &sources, "promote", "--environment", settings)?;
     if let Some(outcome) = &executor.images.promoted {
         output::out(&outcome.to_string());
     }
@@ -377,9 +369,7 @@ fn environment_job(
     kind: &str,
     args: &RollbackArgs,
 ) -> Result<()> {
-    let plan = plan_for(session, sources)?;
     let job = format!("{kind}-{}", args.environment);
-    the_job(&plan, &job, "--environment")?;
     let settings = settings(
         &RegistryFlags::default(),
         Some(&args.cluster),
@@ -387,18 +377,41 @@ fn environment_job(
         Some(&args.deploy),
         None,
     );
-    let (report, _) = execute(
-        session,
-        &plan,
-        &[job],
-        settings,
-        BTreeMap::new(),
-        session.dry_run,
-    )?;
+    let (plan, report, _) = one_job(session, sources, &job, "--environment", settings)?;
     session
         .runner
         .set_outputs(&[("environment", args.environment.clone())])?;
     finish(session, &plan, &report)
+}
+
+/// `backup`: the plan's `backup` job, as a scheduled run has it.
+fn backup(session: &Session) -> Result<()> {
+    let sources = synthetic(session, "schedule", String::new());
+    let settings = settings(&RegistryFlags::default(), None, None, None, None);
+    let (plan, report, _) = one_job(session, &sources, "backup", "backup", settings)?;
+    finish(session, &plan, &report)
+}
+
+/// Plans `sources` and runs its job `id` alone; `what` names the flag or command that
+/// chose it, in errors.
+fn one_job<'s>(
+    session: &'s Session,
+    sources: &ContextSources,
+    id: &str,
+    what: &str,
+    settings: Settings,
+) -> Result<(Plan, RunReport, Executor<'s>)> {
+    let plan = plan_for(session, sources)?;
+    the_job(&plan, id, what)?;
+    let (report, executor) = execute(
+        session,
+        &plan,
+        &[id.to_owned()],
+        settings,
+        BTreeMap::new(),
+        session.dry_run,
+    )?;
+    Ok((plan, report, executor))
 }
 
 fn status(session: &Session, args: &StatusArgs) -> Result<()> {

@@ -16,7 +16,16 @@ use crate::error::InputError;
 use crate::github::actions::Runner;
 
 /// Variables that hold a secret as they are.
-pub const SECRET_ENV: &[&str] = &["REGISTRY_PASSWORD", "GITHUB_TOKEN", "INPUT_GITHUB-TOKEN"];
+pub const SECRET_ENV: &[&str] = &[
+    "REGISTRY_PASSWORD",
+    "GITHUB_TOKEN",
+    "INPUT_GITHUB-TOKEN",
+    // Backups: the database and Redis passwords, the object storage credentials.
+    "PGPASSWORD",
+    "REDISCLI_AUTH",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+];
 
 /// Keys whose values in a kubeconfig or Docker config are credentials.
 const CREDENTIAL_KEYS: &[&str] = &[

@@ -8,3 +8,4 @@ pub mod postgres;
 pub mod redis;
 pub mod retention;
 pub mod store;
+pub mod take;

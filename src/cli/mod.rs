@@ -93,6 +93,15 @@ pub enum Command {
     /// commit, images and ready Pods, the previous color and until when it is kept, and
     /// who holds the deploy lock. Reads only.
     Status(StatusArgs),
+    /// Back up the environment the pipeline file's `backup:` names (the plan's `backup`
+    /// job): PostgreSQL (`pg_dump` from one snapshot, verified by restoring it into a
+    /// scratch database and comparing every table's rows) and Redis (`BGSAVE`, the
+    /// snapshot, `redis-check-rdb`), a manifest of sizes and sha256, uploaded to S3 and
+    /// read back, then expired by `retain_for` and `monthly`. Passwords come from
+    /// PGPASSWORD and REDISCLI_AUTH, storage credentials from AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY and AWS_ENDPOINT_URL. With --dry-run it dumps nothing and
+    /// lists what retention would delete.
+    Backup,
     /// Image operations.
     #[command(subcommand)]
     Image(ImageCommand),

@@ -336,21 +336,31 @@ pub fn validate(pipeline: &Pipeline, workspace: &dyn Workspace) -> Vec<Violation
         if has(BackupTarget::Redis) && backup.redis.is_none() {
             bad(
                 "backup.redis".into(),
-                "the `redis` target needs `redis: {host}` (the password comes from REDISCLI_AUTH)".into(),
+                "the `redis` target needs `redis: {host}` (the password comes from REDISCLI_AUTH)"
+                    .into(),
             );
         }
         if let Some(pg) = &backup.postgres {
-            for (field, value) in [("host", &pg.host), ("user", &pg.user), ("database", &pg.database)] {
-                if value.is_empty() || value.starts_with('-') || value.chars().any(char::is_control) {
+            for (field, value) in [
+                ("host", &pg.host),
+                ("user", &pg.user),
+                ("database", &pg.database),
+            ] {
+                if value.is_empty() || value.starts_with('-') || value.chars().any(char::is_control)
+                {
                     bad(
                         format!("backup.postgres.{field}"),
-                        format!("`{value}` is not a usable {field}: non-empty, no control characters, not starting with `-`"),
+                        format!(
+                            "`{value}` is not a usable {field}: non-empty, no control characters, not starting with `-`"
+                        ),
                     );
                 }
             }
         }
         if let Some(redis) = &backup.redis
-            && (redis.host.is_empty() || redis.host.starts_with('-') || redis.host.chars().any(char::is_control))
+            && (redis.host.is_empty()
+                || redis.host.starts_with('-')
+                || redis.host.chars().any(char::is_control))
         {
             bad(
                 "backup.redis.host".into(),

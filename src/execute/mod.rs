@@ -8,6 +8,7 @@
 //! fails with nothing touched; then it runs them. A failed step stops its job; steps
 //! marked `when: always` (unlock, record) still run.
 
+pub mod backup;
 pub mod bluegreen;
 pub mod checks;
 pub mod deploy;
@@ -238,6 +239,14 @@ impl<'s> Executor<'s> {
                         };
                         self.deploy.prepare(&context, key, step).await?;
                     }
+                    Action::Backup { targets, .. } => {
+                        if targets.contains(&crate::config::pipeline::BackupTarget::Kubernetes) {
+                            problems.push(crate::error::InputProblem::new(
+                                &at,
+                                "backup target `kubernetes` is not supported by this version; remove it from `backup.targets` (postgres and redis are)".to_owned(),
+                            ));
+                        }
+                    }
                     Action::PruneImages { .. }
                     | Action::AcquireLock { .. }
                     | Action::ReleaseLock { .. }
@@ -454,6 +463,7 @@ impl<'s> Executor<'s> {
                     serde_json::to_string(&digests)?,
                 )])))
             }
+            Action::Backup { .. } => backup::run(self.session, self.preview).await,
             Action::PruneImages { .. } => {
                 let results =
                     images::prune(self.session, &self.settings, &step.action, self.preview).await?;
@@ -532,12 +542,6 @@ fn unsupported_job(job: &Job, steps: &[&str]) -> crate::error::InputProblem {
         )
     }) {
         "blue-green deploys and rollbacks are"
-    } else if job
-        .steps
-        .iter()
-        .any(|s| matches!(s.action, Action::Backup { .. }))
-    {
-        "backups are"
     } else {
         "these steps are"
     };

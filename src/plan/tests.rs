@@ -58,6 +58,7 @@ backup:
   schedule: '0 2 * * *'
   environment: production
   targets: [postgres]
+  postgres: {host: postgres, user: acme, database: acme}
   destination: s3://acme-backups/prod
   retain_for: 30d
 ";

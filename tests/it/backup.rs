@@ -214,3 +214,223 @@ async fn a_redis_save_that_never_finishes_is_reported_at_the_deadline() {
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(err.to_string().contains("did not finish within"), "{err}");
 }
+
+/// A checkout whose pipeline file backs up `pg` and `redis` to `bucket` on moto, with a
+/// short timeout.
+fn backup_checkout(
+    pg: &Postgres,
+    redis: &Redis,
+    destination: &str,
+    timeout: &str,
+) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("app")).unwrap();
+    std::fs::write(dir.path().join("app/Dockerfile"), "FROM scratch\n").unwrap();
+    std::fs::write(
+        dir.path().join("pipeline.yml"),
+        format!(
+            "version: 1
+images: {{scheme: per-component, owner: acme}}
+components:
+  app: {{context: app, dockerfile: app/Dockerfile}}
+environments:
+  production: {{branch: main, namespace: prod, url: 'https://acme.example', strategy: rolling, manifests: app}}
+backup:
+  schedule: '0 2 * * *'
+  environment: production
+  targets: [postgres, redis]
+  destination: {destination}
+  retain_for: 7d
+  monthly: 3
+  timeout: {timeout}
+  postgres: {{host: 127.0.0.1, port: {}, user: jisu, database: app}}
+  redis: {{host: 127.0.0.1, port: {}}}
+",
+            pg.port, redis.port
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+fn run_backup(
+    checkout: &std::path::Path,
+    pg: &Postgres,
+    redis: &Redis,
+    moto: &str,
+    extra: &[&str],
+) -> crate::support::Run {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_jisu-deploy"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("HOME", checkout)
+        .current_dir(checkout)
+        .args(["backup", "--config", "pipeline.yml"])
+        .args(extra)
+        .env("PGPASSWORD", &pg.password)
+        .env("REDISCLI_AUTH", &redis.password)
+        .env("AWS_ACCESS_KEY_ID", "testing-key-id")
+        .env("AWS_SECRET_ACCESS_KEY", "testing-secret-key")
+        .env("AWS_ENDPOINT_URL", moto);
+    command.output().unwrap().into()
+}
+
+fn store(moto: &str, destination: &str) -> jisu_deploy::backup::store::Store {
+    use jisu_deploy::backup::store::{Credentials, Store, StoreSettings};
+    Store::open(
+        destination,
+        StoreSettings {
+            endpoint: Some(moto.to_owned()),
+            region: None,
+            allow_http: true,
+            credentials: Some(Credentials {
+                access_key_id: "testing-key-id".into(),
+                secret_access_key: "testing-secret-key".into(),
+                session_token: None,
+            }),
+        },
+    )
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jisu_deploy_backup_dumps_verifies_uploads_and_expires_without_printing_a_secret() {
+    use jisu_deploy::backup::manifest::Manifest;
+
+    let pg = Postgres::start();
+    seed(&pg, 30_000);
+    let redis = Redis::start();
+    redis.cli(&["SET", "fund:1", "nav"]).unwrap();
+    let moto = crate::support::s3_server::MotoServer::start().await;
+    moto.create_bucket("backups").await;
+    let destination = "s3://backups/production";
+    let bucket = store(&moto.endpoint(), destination);
+    // Two old backups: a verified one from 40 days ago (past retain_for, but this month's
+    // or last month's only copy) and one from 300 days ago (past everything).
+    for (id, taken) in [
+        ("20250101T020000Z", "2025-01-01T02:00:00Z"),
+        ("20240101T020000Z", "2024-01-01T02:00:00Z"),
+    ] {
+        let old = Manifest {
+            schema_version: 1,
+            id: id.into(),
+            taken: taken.into(),
+            environment: "production".into(),
+            files: vec![],
+            contents: Default::default(),
+            checks: vec![],
+            verified: true,
+        };
+        bucket
+            .put_bytes(
+                &format!("{id}/manifest.json"),
+                serde_json::to_vec(&old).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    let checkout = backup_checkout(&pg, &redis, destination, "2m");
+    let run = tokio::task::block_in_place(|| {
+        run_backup(checkout.path(), &pg, &redis, &moto.endpoint(), &[])
+    });
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    for secret in [
+        &pg.password,
+        &redis.password,
+        &"testing-secret-key".to_owned(),
+    ] {
+        assert!(!run.stdout.contains(secret.as_str()) && !run.stderr.contains(secret.as_str()));
+    }
+    assert!(
+        run.stderr.contains("postgres restore passed"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("redis-check-rdb passed"),
+        "{}",
+        run.stderr
+    );
+
+    let listed: Vec<String> = bucket
+        .list("")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    let new: Vec<&String> = listed
+        .iter()
+        .filter(|k| k.ends_with("/manifest.json") && !k.starts_with("202"))
+        .collect();
+    assert!(new.is_empty(), "{listed:?}");
+    let manifests: Vec<&String> = listed
+        .iter()
+        .filter(|k| k.ends_with("/manifest.json"))
+        .collect();
+    // The new backup, and neither old one: both are past retain_for and no month of the
+    // last three holds them; the new one is now the newest verified backup.
+    assert_eq!(manifests.len(), 1, "{listed:?}");
+    let id = manifests[0].trim_end_matches("/manifest.json");
+    let manifest: Manifest =
+        serde_json::from_slice(&bucket.get_bytes(manifests[0], 1 << 20).await.unwrap()).unwrap();
+    assert!(manifest.verified, "{manifest:?}");
+    assert_eq!(
+        manifest.contents.postgres_rows.as_ref().unwrap()["public.funds"],
+        30_000
+    );
+    let names: Vec<&str> = manifest.files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["postgres.dump", "redis.rdb"]);
+    // What was uploaded is what the manifest says, byte for byte.
+    let work = tempfile::tempdir().unwrap();
+    for file in &manifest.files {
+        bucket
+            .download(
+                &format!("{id}/{}", file.name),
+                &work.path().join(&file.name),
+                &file.sha256,
+                1 << 30,
+            )
+            .await
+            .unwrap();
+    }
+    assert!(
+        run.stderr.contains("deleted 20240101T020000Z"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("deleted 20250101T020000Z"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_whose_redis_save_never_finishes_exits_1_and_uploads_nothing() {
+    let pg = Postgres::start();
+    seed(&pg, 10);
+    let redis = Redis::start();
+    for i in 0..20 {
+        redis.cli(&["SET", &format!("k{i}"), "v"]).unwrap();
+    }
+    redis
+        .cli(&["CONFIG", "SET", "rdb-key-save-delay", "10000000"])
+        .unwrap();
+    let moto = crate::support::s3_server::MotoServer::start().await;
+    moto.create_bucket("backups").await;
+    let destination = "s3://backups/production";
+    let checkout = backup_checkout(&pg, &redis, destination, "3s");
+    let run = tokio::task::block_in_place(|| {
+        run_backup(checkout.path(), &pg, &redis, &moto.endpoint(), &[])
+    });
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("did not finish within"),
+        "{}",
+        run.stderr
+    );
+    let listed = store(&moto.endpoint(), destination).list("").await.unwrap();
+    assert!(listed.is_empty(), "{listed:?}");
+}

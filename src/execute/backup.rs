@@ -1,0 +1,148 @@
+//! The plan's `backup` step: the pipeline file's `backup:` section turned into a backup
+//! request (passwords from `PGPASSWORD` and `REDISCLI_AUTH`, storage credentials from the
+//! `AWS_*` variables), taken, verified, shipped and expired by [`crate::backup::take`].
+//! A dry run dumps nothing: it lists the store and says what retention would delete.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context as _;
+use jiff::Timestamp;
+use tracing::{info, warn};
+
+use super::Done;
+use crate::backup::retention::{Policy, Verdict};
+use crate::backup::store::{Store, StoreSettings};
+use crate::backup::take::{self, Request};
+use crate::backup::{postgres, redis};
+use crate::session::Session;
+
+/// Runs the backup the pipeline file describes.
+pub async fn run(session: &Session, preview: bool) -> anyhow::Result<Done> {
+    let pipeline = session.pipeline()?;
+    let backup = pipeline
+        .backup
+        .as_ref()
+        .context("the pipeline file has no `backup:` section")?;
+    let endpoint = session.env("AWS_ENDPOINT_URL");
+    let store = Store::open(
+        &backup.destination,
+        StoreSettings {
+            allow_http: endpoint.as_deref().is_some_and(is_loopback_http),
+            ..StoreSettings::default()
+        },
+    )?;
+    let policy = Policy {
+        retain_for: backup.retain_for.0,
+        monthly: backup.monthly,
+    };
+    let now = Timestamp::now();
+    if preview {
+        let verdicts = take::expire(&store, now, &policy, true).await?;
+        log_verdicts(&verdicts, "would");
+        return Ok(Done::Skipped(format!(
+            "dry run: nothing dumped; {} of {} stored backup(s) would be deleted",
+            verdicts.iter().filter(|v| !v.keep).count(),
+            verdicts.len()
+        )));
+    }
+    let request = Request {
+        environment: backup.environment.clone(),
+        targets: backup.targets.clone(),
+        postgres: backup.postgres.as_ref().map(|pg| postgres::Database {
+            host: pg.host.clone(),
+            port: pg.port,
+            user: pg.user.clone(),
+            name: pg.database.clone(),
+            password: session.env("PGPASSWORD"),
+        }),
+        redis: backup.redis.as_ref().map(|r| redis::Server {
+            host: r.host.clone(),
+            port: r.port,
+            password: session.env("REDISCLI_AUTH"),
+        }),
+        timeout: backup.timeout.0,
+    };
+    let work = tempfile::tempdir().context("cannot create the backup's work directory")?;
+    let manifest = take::take(&request, work.path(), now).await?;
+    for check in &manifest.checks {
+        let verdict = if check.passed { "passed" } else { "FAILED" };
+        info!("{} {verdict}: {}", check.name, check.detail);
+    }
+    take::ship(&store, &manifest, work.path()).await?;
+    let size: u64 = manifest.files.iter().map(|f| f.size).sum();
+    info!(
+        "backup {} uploaded to {store}: {} file(s), {size} bytes",
+        manifest.id,
+        manifest.files.len()
+    );
+    if !manifest.verified {
+        let failed: Vec<String> = manifest
+            .checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| format!("{}: {}", c.name, c.detail))
+            .collect();
+        anyhow::bail!(
+            "backup {} failed verification ({}); it was uploaded for inspection and does not count as a kept backup",
+            manifest.id,
+            failed.join("; ")
+        );
+    }
+    let verdicts = take::expire(&store, now, &policy, false).await?;
+    log_verdicts(&verdicts, "");
+    Ok(Done::Ran(BTreeMap::from([
+        ("backup".to_owned(), manifest.id.clone()),
+        ("bytes".to_owned(), size.to_string()),
+        (
+            "expired".to_owned(),
+            verdicts.iter().filter(|v| !v.keep).count().to_string(),
+        ),
+    ])))
+}
+
+fn log_verdicts(verdicts: &[Verdict], mode: &str) {
+    for verdict in verdicts {
+        let word = match (verdict.keep, mode) {
+            (true, _) => "keep".to_owned(),
+            (false, "") => "deleted".to_owned(),
+            (false, mode) => format!("{mode} delete"),
+        };
+        if verdict.keep {
+            info!("{word} {}: {}", verdict.id, verdict.reason);
+        } else {
+            warn!("{word} {}: {}", verdict.id, verdict.reason);
+        }
+    }
+}
+
+/// `http://` to a loopback host: a local S3-compatible server, spoken to without TLS as
+/// registries on loopback are.
+fn is_loopback_http(endpoint: &str) -> bool {
+    let Some(rest) = endpoint.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority == "[::1]" || authority.starts_with("[::1]:") {
+        return true;
+    }
+    let host = authority.split(':').next().unwrap_or_default();
+    host == "localhost"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_endpoints_may_be_plain_http() {
+        assert!(is_loopback_http("http://127.0.0.1:9000"));
+        assert!(is_loopback_http("http://localhost:9000/"));
+        assert!(is_loopback_http("http://[::1]:9000"));
+        assert!(!is_loopback_http("http://minio.internal:9000"));
+        assert!(!is_loopback_http("https://127.0.0.1:9000"));
+        assert!(!is_loopback_http("http://127.evil.example"));
+    }
+}
