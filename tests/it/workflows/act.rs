@@ -480,3 +480,16 @@ fn the_weekly_schedule_prunes_images_and_cleans_up_previous_colors() {
         json!([{"job": "cleanup-production", "environment": "production", "url": "https://jisu.example"}])
     );
 }
+
+#[test]
+fn the_nightly_schedule_takes_the_backup() {
+    let bed = Bed::new();
+    let run = bed.act("schedule", "maintenance.yml", &event("schedule-backup.json"));
+    run.assert_succeeded(&["plan", "backup"]);
+    assert_eq!(
+        matrix(&run)["backup"],
+        json!([{"job": "backup", "environment": "production", "url": "https://jisu.example"}])
+    );
+    let summary = run.summary("backup", "backup");
+    assert!(summary.contains("backup"), "{summary}");
+}
