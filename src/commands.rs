@@ -11,7 +11,7 @@ use crate::cli::flags::RegistryFlags;
 use crate::cli::requests::{check_digest_components, settings};
 use crate::cli::{
     BuildArgs, Cli, Command, DeployArgs, ImageCommand, OutputFormat, PlanArgs, PromoteArgs,
-    PruneArgs, RetagArgs, RollbackArgs, RunArgs, StatusArgs, TagsArgs,
+    PruneArgs, RestoreArgs, RetagArgs, RollbackArgs, RunArgs, StatusArgs, TagsArgs,
 };
 use crate::config::context::{ContextSources, RunContext};
 use crate::error::{InputError, RunFailed};
@@ -49,6 +49,7 @@ pub fn run(cli: &Cli, runner: Runner) -> Result<()> {
         Command::Cleanup(args) => cleanup(&session, args),
         Command::Status(args) => status(&session, args),
         Command::Backup => backup(&session),
+        Command::Restore(args) => restore(&session, args),
         Command::Image(ImageCommand::Tags(args)) => image_tags(&session, args),
         Command::Image(ImageCommand::Retag(args)) => image_retag(&session, args),
         Command::Image(ImageCommand::Build(args)) => image_build(&session, args),
@@ -390,6 +391,93 @@ fn backup(session: &Session) -> Result<()> {
     let settings = settings(&RegistryFlags::default(), None, None, None, None);
     let (plan, report, _) = one_job(session, &sources, "backup", "backup", settings)?;
     finish(session, &plan, &report)
+}
+
+/// `restore`: the drill, outside any plan.
+fn restore(session: &Session, args: &RestoreArgs) -> Result<()> {
+    use crate::backup::restore;
+    use crate::execute::backup::{database, open_store};
+    if let Some(id) = &args.backup
+        && !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(InputError::new(
+            "--backup",
+            None,
+            format!("`{id}` is not a backup id (letters, digits, `-`, `_`)"),
+        )
+        .into());
+    }
+    if let Some(into) = &args.into
+        && (into.is_empty()
+            || into.len() > 63
+            || !into
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'))
+    {
+        return Err(InputError::new(
+            "--into",
+            None,
+            format!("`{into}` is not a database name this drill creates: 1-63 lowercase letters, digits or `_`"),
+        )
+        .into());
+    }
+    let (backup, store) = open_store(session)?;
+    let db = database(session, backup);
+    let work = match &args.output {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            Work::Kept(dir.clone())
+        }
+        None => Work::Temporary(tempfile::tempdir()?),
+    };
+    let restored = session.block_on(async {
+        let id = restore::choose(&store, args.backup.as_deref()).await?;
+        let into = args.into.clone().unwrap_or_else(|| {
+            let name = db.as_ref().map_or("restore", |db| db.name.as_str());
+            format!("{name}_restore_{}", id.to_lowercase())
+        });
+        restore::drill(
+            &store,
+            &id,
+            db.as_ref(),
+            &into,
+            work.path(),
+            backup.timeout.0,
+        )
+        .await
+    })?;
+    output::out(&format!("restored backup {} from {store}", restored.id));
+    if let Some((name, rows)) = &restored.database {
+        let total: u64 = rows.values().sum();
+        output::out(&format!(
+            "postgres: database {name}: {} tables, {total} rows, every count equal to the manifest",
+            rows.len()
+        ));
+    }
+    if let Some(file) = &restored.redis_file {
+        output::out(&format!("redis: {} passes redis-check-rdb", file.display()));
+    }
+    session
+        .runner
+        .set_outputs(&[("backup", restored.id.clone())])?;
+    Ok(())
+}
+
+/// Where a restore's files go.
+enum Work {
+    Kept(std::path::PathBuf),
+    Temporary(tempfile::TempDir),
+}
+
+impl Work {
+    fn path(&self) -> &std::path::Path {
+        match self {
+            Work::Kept(dir) => dir,
+            Work::Temporary(dir) => dir.path(),
+        }
+    }
 }
 
 /// Plans `sources` and runs its job `id` alone; `what` names the flag or command that

@@ -6,6 +6,7 @@
 pub mod manifest;
 pub mod postgres;
 pub mod redis;
+pub mod restore;
 pub mod retention;
 pub mod store;
 pub mod take;

@@ -302,6 +302,41 @@ pub async fn verify(
     compare(&dump.rows, &counts).map_err(PostgresError::Mismatch)
 }
 
+/// Restores `dump` into a new database `target` on the server and compares its rows with
+/// the counts recorded at dump time: the restore drill. `target` must not exist (a drill
+/// never writes over a database); it is kept, for a person to look at.
+pub async fn restore(
+    db: &Database,
+    dump: &Dump,
+    dir: &Path,
+    target: &str,
+    timeout: Duration,
+) -> Result<RowCounts, PostgresError> {
+    let admin = db.connect("postgres").await?;
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&target])
+        .await
+        .map_err(|source| PostgresError::Query {
+            what: format!("look for database {target}"),
+            source,
+        })?;
+    if exists.is_some() {
+        return Err(PostgresError::Mismatch(format!(
+            "database `{target}` already exists; a restore drill only creates a new one (name another with --into)"
+        )));
+    }
+    admin
+        .batch_execute(&format!("CREATE DATABASE {}", quote_ident(target)))
+        .await
+        .map_err(|source| PostgresError::Query {
+            what: format!("create database {target} (the role needs CREATEDB)"),
+            source,
+        })?;
+    let counts = restore_and_count(db, dump, dir, target, timeout).await?;
+    compare(&dump.rows, &counts).map_err(PostgresError::Mismatch)?;
+    Ok(counts)
+}
+
 async fn restore_and_count(
     db: &Database,
     dump: &Dump,

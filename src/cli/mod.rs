@@ -102,6 +102,12 @@ pub enum Command {
     /// AWS_SECRET_ACCESS_KEY and AWS_ENDPOINT_URL. With --dry-run it dumps nothing and
     /// lists what retention would delete.
     Backup,
+    /// Restore drill: download a stored backup (the newest verified one, or --backup),
+    /// each file checked against its manifest's sha256; restore its PostgreSQL dump into a
+    /// new database on the server of `backup.postgres` and compare every table's rows
+    /// with the counts taken at dump time; check its Redis snapshot. Never writes over an
+    /// existing database.
+    Restore(RestoreArgs),
     /// Image operations.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -234,6 +240,23 @@ pub struct RollbackArgs {
     /// How the rollback runs (rollout deadline, check interval).
     #[command(flatten)]
     pub deploy: DeployFlags,
+}
+
+/// `restore` flags.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The backup to restore, by id (e.g. 20261201T020000Z) [default: the newest verified].
+    #[arg(long, value_name = "ID")]
+    pub backup: Option<String>,
+
+    /// The new database the dump is restored into; it must not exist
+    /// [default: <database>_restore_<id>].
+    #[arg(long, value_name = "NAME")]
+    pub into: Option<String>,
+
+    /// Keep the downloaded files in this directory [default: a temporary one, removed after].
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<std::path::PathBuf>,
 }
 
 /// `status` flags.

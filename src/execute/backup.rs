@@ -14,10 +14,12 @@ use crate::backup::retention::{Policy, Verdict};
 use crate::backup::store::{Store, StoreSettings};
 use crate::backup::take::{self, Request};
 use crate::backup::{postgres, redis};
+use crate::config::pipeline::Backup;
 use crate::session::Session;
 
-/// Runs the backup the pipeline file describes.
-pub async fn run(session: &Session, preview: bool) -> anyhow::Result<Done> {
+/// The pipeline file's `backup:` section and the store it names, credentials from the
+/// environment; a loopback `http://` endpoint is allowed without TLS.
+pub fn open_store(session: &Session) -> anyhow::Result<(&Backup, Store)> {
     let pipeline = session.pipeline()?;
     let backup = pipeline
         .backup
@@ -31,6 +33,23 @@ pub async fn run(session: &Session, preview: bool) -> anyhow::Result<Done> {
             ..StoreSettings::default()
         },
     )?;
+    Ok((backup, store))
+}
+
+/// The database `backup.postgres` names, its password from `PGPASSWORD`.
+pub fn database(session: &Session, backup: &Backup) -> Option<postgres::Database> {
+    backup.postgres.as_ref().map(|pg| postgres::Database {
+        host: pg.host.clone(),
+        port: pg.port,
+        user: pg.user.clone(),
+        name: pg.database.clone(),
+        password: session.env("PGPASSWORD"),
+    })
+}
+
+/// Runs the backup the pipeline file describes.
+pub async fn run(session: &Session, preview: bool) -> anyhow::Result<Done> {
+    let (backup, store) = open_store(session)?;
     let policy = Policy {
         retain_for: backup.retain_for.0,
         monthly: backup.monthly,
@@ -48,13 +67,7 @@ pub async fn run(session: &Session, preview: bool) -> anyhow::Result<Done> {
     let request = Request {
         environment: backup.environment.clone(),
         targets: backup.targets.clone(),
-        postgres: backup.postgres.as_ref().map(|pg| postgres::Database {
-            host: pg.host.clone(),
-            port: pg.port,
-            user: pg.user.clone(),
-            name: pg.database.clone(),
-            password: session.env("PGPASSWORD"),
-        }),
+        postgres: database(session, backup),
         redis: backup.redis.as_ref().map(|r| redis::Server {
             host: r.host.clone(),
             port: r.port,

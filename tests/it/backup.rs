@@ -253,12 +253,23 @@ backup:
     dir
 }
 
+/// `jisu-deploy backup`, the checkout's pipeline file and the servers' credentials.
 fn run_backup(
     checkout: &std::path::Path,
     pg: &Postgres,
     redis: &Redis,
     moto: &str,
-    extra: &[&str],
+) -> crate::support::Run {
+    run_backup_command(checkout, pg, redis, moto, &["backup"])
+}
+
+/// The binary with `args`, the checkout's pipeline file and the servers' credentials.
+fn run_backup_command(
+    checkout: &std::path::Path,
+    pg: &Postgres,
+    redis: &Redis,
+    moto: &str,
+    args: &[&str],
 ) -> crate::support::Run {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_jisu-deploy"));
     command
@@ -266,8 +277,8 @@ fn run_backup(
         .env("PATH", std::env::var("PATH").unwrap())
         .env("HOME", checkout)
         .current_dir(checkout)
-        .args(["backup", "--config", "pipeline.yml"])
-        .args(extra)
+        .args(args)
+        .args(["--config", "pipeline.yml"])
         .env("PGPASSWORD", &pg.password)
         .env("REDISCLI_AUTH", &redis.password)
         .env("AWS_ACCESS_KEY_ID", "testing-key-id")
@@ -331,9 +342,8 @@ async fn jisu_deploy_backup_dumps_verifies_uploads_and_expires_without_printing_
             .unwrap();
     }
     let checkout = backup_checkout(&pg, &redis, destination, "2m");
-    let run = tokio::task::block_in_place(|| {
-        run_backup(checkout.path(), &pg, &redis, &moto.endpoint(), &[])
-    });
+    let run =
+        tokio::task::block_in_place(|| run_backup(checkout.path(), &pg, &redis, &moto.endpoint()));
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     for secret in [
         &pg.password,
@@ -405,6 +415,49 @@ async fn jisu_deploy_backup_dumps_verifies_uploads_and_expires_without_printing_
         "{}",
         run.stderr
     );
+
+    // The drill: the newest verified backup, restored into a new database, compared.
+    pg.psql(
+        "app",
+        "INSERT INTO funds VALUES (999999, 'after the backup', 1)",
+    )
+    .unwrap();
+    let restore = |into: &str| {
+        tokio::task::block_in_place(|| {
+            run_backup_command(
+                checkout.path(),
+                &pg,
+                &redis,
+                &moto.endpoint(),
+                &["restore", "--into", into],
+            )
+        })
+    };
+    let drill = restore("app_drill");
+    assert_eq!(drill.code, 0, "{}\n{}", drill.stdout, drill.stderr);
+    assert!(
+        drill.stdout.contains(&format!("restored backup {id}")),
+        "{}",
+        drill.stdout
+    );
+    assert!(
+        drill.stdout.contains("every count equal to the manifest"),
+        "{}",
+        drill.stdout
+    );
+    assert_eq!(
+        pg.psql("app_drill", "SELECT count(*) FROM funds"),
+        Ok("30000".into())
+    );
+    assert_eq!(
+        pg.psql("app_drill", "SELECT count(*) FROM audit.\"Log\""),
+        Ok("2".into())
+    );
+    // A drill never writes over a database, and takes only a plain new name.
+    let again = restore("app_drill");
+    assert_eq!(again.code, 1, "{}", again.stderr);
+    assert!(again.stderr.contains("already exists"), "{}", again.stderr);
+    assert_eq!(restore("App; DROP").code, 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -422,9 +475,8 @@ async fn a_backup_whose_redis_save_never_finishes_exits_1_and_uploads_nothing() 
     moto.create_bucket("backups").await;
     let destination = "s3://backups/production";
     let checkout = backup_checkout(&pg, &redis, destination, "3s");
-    let run = tokio::task::block_in_place(|| {
-        run_backup(checkout.path(), &pg, &redis, &moto.endpoint(), &[])
-    });
+    let run =
+        tokio::task::block_in_place(|| run_backup(checkout.path(), &pg, &redis, &moto.endpoint()));
     assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
     assert!(
         run.stderr.contains("did not finish within"),

@@ -484,7 +484,11 @@ fn the_weekly_schedule_prunes_images_and_cleans_up_previous_colors() {
 #[test]
 fn the_nightly_schedule_takes_the_backup() {
     let bed = Bed::new();
-    let run = bed.act("schedule", "maintenance.yml", &event("schedule-backup.json"));
+    let run = bed.act(
+        "schedule",
+        "maintenance.yml",
+        &event("schedule-backup.json"),
+    );
     run.assert_succeeded(&["plan", "backup"]);
     assert_eq!(
         matrix(&run)["backup"],
