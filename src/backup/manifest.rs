@@ -52,6 +52,9 @@ pub struct Contents {
     /// PostgreSQL: rows per table (`schema.table`) at dump time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postgres_rows: Option<std::collections::BTreeMap<String, u64>>,
+    /// Kubernetes: objects per kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes_objects: Option<std::collections::BTreeMap<String, usize>>,
 }
 
 /// One verification.

@@ -3,6 +3,7 @@
 //! sizes and sha256, shipped to S3-compatible object storage, and expired by age with
 //! monthly copies kept.
 
+pub mod kubernetes;
 pub mod manifest;
 pub mod postgres;
 pub mod redis;

@@ -14,7 +14,8 @@ use crate::backup::retention::{Policy, Verdict};
 use crate::backup::store::{Store, StoreSettings};
 use crate::backup::take::{self, Request};
 use crate::backup::{postgres, redis};
-use crate::config::pipeline::Backup;
+use crate::config::pipeline::{Backup, BackupTarget};
+use crate::kube::client::ClusterAccess;
 use crate::session::Session;
 
 /// The pipeline file's `backup:` section and the store it names, credentials from the
@@ -47,8 +48,13 @@ pub fn database(session: &Session, backup: &Backup) -> Option<postgres::Database
     })
 }
 
-/// Runs the backup the pipeline file describes.
-pub async fn run(session: &Session, preview: bool) -> anyhow::Result<Done> {
+/// Runs the backup the pipeline file describes; `cluster` reaches the environment's
+/// namespace for the `kubernetes` target.
+pub async fn run(
+    session: &Session,
+    cluster: &ClusterAccess,
+    preview: bool,
+) -> anyhow::Result<Done> {
     let (backup, store) = open_store(session)?;
     let policy = Policy {
         retain_for: backup.retain_for.0,
@@ -64,8 +70,10 @@ pub async fn run(session: &Session, preview: bool) -> anyhow::Result<Done> {
             verdicts.len()
         )));
     }
+    let namespace = pipeline_namespace(session, &backup.environment)?;
     let request = Request {
         environment: backup.environment.clone(),
+        namespace,
         targets: backup.targets.clone(),
         postgres: database(session, backup),
         redis: backup.redis.as_ref().map(|r| redis::Server {
@@ -76,7 +84,12 @@ pub async fn run(session: &Session, preview: bool) -> anyhow::Result<Done> {
         timeout: backup.timeout.0,
     };
     let work = tempfile::tempdir().context("cannot create the backup's work directory")?;
-    let manifest = take::take(&request, work.path(), now).await?;
+    let client = if backup.targets.contains(&BackupTarget::Kubernetes) {
+        Some(cluster.connect().await?.0)
+    } else {
+        None
+    };
+    let manifest = take::take(&request, client.as_ref(), work.path(), now).await?;
     for check in &manifest.checks {
         let verdict = if check.passed { "passed" } else { "FAILED" };
         info!("{} {verdict}: {}", check.name, check.detail);
@@ -111,6 +124,15 @@ pub async fn run(session: &Session, preview: bool) -> anyhow::Result<Done> {
             verdicts.iter().filter(|v| !v.keep).count().to_string(),
         ),
     ])))
+}
+
+fn pipeline_namespace(session: &Session, environment: &str) -> anyhow::Result<String> {
+    let pipeline = session.pipeline()?;
+    let env = pipeline
+        .environments
+        .get(environment)
+        .with_context(|| format!("`backup.environment` `{environment}` is not an environment"))?;
+    Ok(env.namespace.clone())
 }
 
 fn log_verdicts(verdicts: &[Verdict], mode: &str) {

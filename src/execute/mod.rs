@@ -239,15 +239,8 @@ impl<'s> Executor<'s> {
                         };
                         self.deploy.prepare(&context, key, step).await?;
                     }
-                    Action::Backup { targets, .. } => {
-                        if targets.contains(&crate::config::pipeline::BackupTarget::Kubernetes) {
-                            problems.push(crate::error::InputProblem::new(
-                                &at,
-                                "backup target `kubernetes` is not supported by this version; remove it from `backup.targets` (postgres and redis are)".to_owned(),
-                            ));
-                        }
-                    }
-                    Action::PruneImages { .. }
+                    Action::Backup { .. }
+                    | Action::PruneImages { .. }
                     | Action::AcquireLock { .. }
                     | Action::ReleaseLock { .. }
                     | Action::RecordDeployment { .. } => {}
@@ -463,7 +456,9 @@ impl<'s> Executor<'s> {
                     serde_json::to_string(&digests)?,
                 )])))
             }
-            Action::Backup { .. } => backup::run(self.session, self.preview).await,
+            Action::Backup { .. } => {
+                backup::run(self.session, &self.settings.cluster, self.preview).await
+            }
             Action::PruneImages { .. } => {
                 let results =
                     images::prune(self.session, &self.settings, &step.action, self.preview).await?;

@@ -486,3 +486,137 @@ async fn a_backup_whose_redis_save_never_finishes_exits_1_and_uploads_nothing() 
     let listed = store(&moto.endpoint(), destination).list("").await.unwrap();
     assert!(listed.is_empty(), "{listed:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_namespaces_objects_are_backed_up_clean_and_pass_a_dry_run_apply() {
+    use jisu_deploy::backup::manifest::Manifest;
+    use kube::api::{Api, DynamicObject, Patch, PatchParams};
+
+    let cluster = crate::deploy::cluster(kube_sim::SimOptions::default()).await;
+    let ns = crate::deploy::NS;
+    let objects = [
+        serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "app-config", "namespace": ns}, "data": {"LOG_LEVEL": "info"}}),
+        serde_json::json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "backend", "namespace": ns, "labels": {"app": "backend"}},
+            "spec": {"selector": {"app": "backend"}, "ports": [{"port": 80, "targetPort": 8000}]}}),
+        serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "backend", "namespace": ns},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "backend"}},
+                "template": {"metadata": {"labels": {"app": "backend"}},
+                    "spec": {"containers": [{"name": "backend", "image": "ghcr.io/jisu/platform@sha256:1111111111111111111111111111111111111111111111111111111111111111"}]}}}}),
+        serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "app-secrets", "namespace": ns}, "stringData": {"DATABASE_URL": "postgresql://x:hunter2@db/app"}}),
+    ];
+    for object in objects {
+        let object: DynamicObject = serde_json::from_value(object).unwrap();
+        let gvk = kube::core::GroupVersionKind::try_from(object.types.as_ref().unwrap()).unwrap();
+        let plural = match gvk.kind.as_str() {
+            "ConfigMap" => "configmaps",
+            "Service" => "services",
+            "Deployment" => "deployments",
+            _ => "secrets",
+        };
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            cluster.client.clone(),
+            ns,
+            &kube::api::ApiResource::from_gvk_with_plural(&gvk, plural),
+        );
+        api.patch(
+            object.metadata.name.as_deref().unwrap(),
+            &PatchParams::apply("test"),
+            &Patch::Apply(&object),
+        )
+        .await
+        .unwrap();
+    }
+    let moto = crate::support::s3_server::MotoServer::start().await;
+    moto.create_bucket("backups").await;
+    let checkout = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(checkout.path().join("app")).unwrap();
+    std::fs::write(checkout.path().join("app/Dockerfile"), "FROM scratch\n").unwrap();
+    std::fs::write(
+        checkout.path().join("pipeline.yml"),
+        format!(
+            "version: 1
+images: {{scheme: per-component, owner: acme}}
+components:
+  app: {{context: app, dockerfile: app/Dockerfile}}
+environments:
+  staging: {{branch: develop, namespace: {ns}, url: 'https://staging.acme.example', strategy: rolling, manifests: app}}
+backup:
+  schedule: '0 2 * * *'
+  environment: staging
+  targets: [kubernetes]
+  destination: s3://backups/staging
+  retain_for: 7d
+"
+        ),
+    )
+    .unwrap();
+    let run = tokio::task::block_in_place(|| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_jisu-deploy"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap())
+            .env("HOME", checkout.path())
+            .env("KUBECONFIG", &cluster.kubeconfig)
+            .env("AWS_ACCESS_KEY_ID", "testing-key-id")
+            .env("AWS_SECRET_ACCESS_KEY", "testing-secret-key")
+            .env("AWS_ENDPOINT_URL", moto.endpoint())
+            .current_dir(checkout.path())
+            .args(["backup", "--config", "pipeline.yml"])
+            .output()
+            .unwrap()
+    });
+    let run: crate::support::Run = run.into();
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("kubernetes dry-run apply passed"),
+        "{}",
+        run.stderr
+    );
+
+    let bucket = store(&moto.endpoint(), "s3://backups/staging");
+    let listed = bucket.list("").await.unwrap();
+    let manifest_key = &listed
+        .iter()
+        .find(|o| o.key.ends_with("/manifest.json"))
+        .unwrap()
+        .key;
+    let manifest: Manifest =
+        serde_json::from_slice(&bucket.get_bytes(manifest_key, 1 << 20).await.unwrap()).unwrap();
+    assert!(manifest.verified, "{manifest:?}");
+    let counts = manifest.contents.kubernetes_objects.clone().unwrap();
+    assert_eq!(counts.get("ConfigMap"), Some(&1), "{counts:?}");
+    assert_eq!(counts.get("Service"), Some(&1), "{counts:?}");
+    assert_eq!(counts.get("Deployment"), Some(&1), "{counts:?}");
+    let file = &manifest.files[0];
+    let work = tempfile::tempdir().unwrap();
+    let local = work.path().join("kubernetes.yaml");
+    let id = manifest_key.trim_end_matches("/manifest.json");
+    bucket
+        .download(
+            &format!("{id}/{}", file.name),
+            &local,
+            &file.sha256,
+            1 << 30,
+        )
+        .await
+        .unwrap();
+    let yaml = std::fs::read_to_string(local).unwrap();
+    for server_set in [
+        "resourceVersion",
+        "uid:",
+        "managedFields",
+        "creationTimestamp",
+        "clusterIP",
+        "status:",
+    ] {
+        assert!(!yaml.contains(server_set), "{server_set} in\n{yaml}");
+    }
+    assert!(
+        !yaml.contains("hunter2") && !yaml.contains("kind: Secret"),
+        "{yaml}"
+    );
+    assert!(yaml.contains("LOG_LEVEL: info"), "{yaml}");
+}
