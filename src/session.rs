@@ -25,6 +25,7 @@ pub const SECRET_ENV: &[&str] = &[
     "REDISCLI_AUTH",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
+    "BACKUP_WEBHOOK_URL",
 ];
 
 /// Keys whose values in a kubeconfig or Docker config are credentials.

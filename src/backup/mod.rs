@@ -5,6 +5,7 @@
 
 pub mod kubernetes;
 pub mod manifest;
+pub mod notify;
 pub mod postgres;
 pub mod redis;
 pub mod restore;

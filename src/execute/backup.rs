@@ -13,7 +13,7 @@ use super::Done;
 use crate::backup::retention::{Policy, Verdict};
 use crate::backup::store::{Store, StoreSettings};
 use crate::backup::take::{self, Request};
-use crate::backup::{postgres, redis};
+use crate::backup::{notify, postgres, redis};
 use crate::config::pipeline::{Backup, BackupTarget};
 use crate::kube::client::ClusterAccess;
 use crate::session::Session;
@@ -83,18 +83,33 @@ pub async fn run(
         }),
         timeout: backup.timeout.0,
     };
-    let work = tempfile::tempdir().context("cannot create the backup's work directory")?;
-    let client = if backup.targets.contains(&BackupTarget::Kubernetes) {
-        Some(cluster.connect().await?.0)
-    } else {
-        None
+    let webhook = session.env(notify::WEBHOOK_ENV);
+    let manifest = match take_verified(&request, cluster, now).await {
+        Ok((manifest, work)) => {
+            let shipped = take::ship(&store, &manifest, work.path()).await;
+            if let Err(err) = shipped {
+                tell(
+                    webhook.as_deref(),
+                    &notify::failed(&backup.environment, &err.to_string()),
+                )
+                .await;
+                return Err(err.into());
+            }
+            manifest
+        }
+        Err(err) => {
+            tell(
+                webhook.as_deref(),
+                &notify::failed(&backup.environment, &format!("{err:#}")),
+            )
+            .await;
+            return Err(err);
+        }
     };
-    let manifest = take::take(&request, client.as_ref(), work.path(), now).await?;
     for check in &manifest.checks {
         let verdict = if check.passed { "passed" } else { "FAILED" };
         info!("{} {verdict}: {}", check.name, check.detail);
     }
-    take::ship(&store, &manifest, work.path()).await?;
     let size: u64 = manifest.files.iter().map(|f| f.size).sum();
     info!(
         "backup {} uploaded to {store}: {} file(s), {size} bytes",
@@ -102,6 +117,7 @@ pub async fn run(
         manifest.files.len()
     );
     if !manifest.verified {
+        tell(webhook.as_deref(), &notify::taken(&manifest, None)).await;
         let failed: Vec<String> = manifest
             .checks
             .iter()
@@ -116,6 +132,8 @@ pub async fn run(
     }
     let verdicts = take::expire(&store, now, &policy, false).await?;
     log_verdicts(&verdicts, "");
+    let expired = verdicts.iter().filter(|v| !v.keep).count();
+    tell(webhook.as_deref(), &notify::taken(&manifest, Some(expired))).await;
     Ok(Done::Ran(BTreeMap::from([
         ("backup".to_owned(), manifest.id.clone()),
         ("bytes".to_owned(), size.to_string()),
@@ -124,6 +142,31 @@ pub async fn run(
             verdicts.iter().filter(|v| !v.keep).count().to_string(),
         ),
     ])))
+}
+
+/// Dumps and verifies into a new work directory, which lives as long as the caller keeps it.
+async fn take_verified(
+    request: &Request,
+    cluster: &ClusterAccess,
+    now: Timestamp,
+) -> anyhow::Result<(crate::backup::manifest::Manifest, tempfile::TempDir)> {
+    let work = tempfile::tempdir().context("cannot create the backup's work directory")?;
+    let client = if request.targets.contains(&BackupTarget::Kubernetes) {
+        Some(cluster.connect().await?.0)
+    } else {
+        None
+    };
+    let manifest = take::take(request, client.as_ref(), work.path(), now).await?;
+    Ok((manifest, work))
+}
+
+/// Sends the webhook message, when a webhook is set; a failure is only logged.
+async fn tell(webhook: Option<&str>, text: &str) {
+    if let Some(url) = webhook
+        && let Err(why) = notify::send(url, text).await
+    {
+        warn!("backup message not sent: {why}");
+    }
 }
 
 fn pipeline_namespace(session: &Session, environment: &str) -> anyhow::Result<String> {

@@ -264,13 +264,13 @@ fn run_backup(
 }
 
 /// The binary with `args`, the checkout's pipeline file and the servers' credentials.
-fn run_backup_command(
+fn backup_command(
     checkout: &std::path::Path,
     pg: &Postgres,
     redis: &Redis,
     moto: &str,
     args: &[&str],
-) -> crate::support::Run {
+) -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_jisu-deploy"));
     command
         .env_clear()
@@ -284,6 +284,33 @@ fn run_backup_command(
         .env("AWS_ACCESS_KEY_ID", "testing-key-id")
         .env("AWS_SECRET_ACCESS_KEY", "testing-secret-key")
         .env("AWS_ENDPOINT_URL", moto);
+    command
+}
+
+/// The binary with `args`, the checkout's pipeline file and the servers' credentials.
+fn run_backup_command(
+    checkout: &std::path::Path,
+    pg: &Postgres,
+    redis: &Redis,
+    moto: &str,
+    args: &[&str],
+) -> crate::support::Run {
+    backup_command(checkout, pg, redis, moto, args)
+        .output()
+        .unwrap()
+        .into()
+}
+
+/// `jisu-deploy backup` with a webhook to tell.
+fn run_backup_telling(
+    checkout: &std::path::Path,
+    pg: &Postgres,
+    redis: &Redis,
+    moto: &str,
+    webhook: &str,
+) -> crate::support::Run {
+    let mut command = backup_command(checkout, pg, redis, moto, &["backup"]);
+    command.env("BACKUP_WEBHOOK_URL", webhook);
     command.output().unwrap().into()
 }
 
@@ -342,14 +369,32 @@ async fn jisu_deploy_backup_dumps_verifies_uploads_and_expires_without_printing_
             .unwrap();
     }
     let checkout = backup_checkout(&pg, &redis, destination, "2m");
-    let run =
-        tokio::task::block_in_place(|| run_backup(checkout.path(), &pg, &redis, &moto.endpoint()));
+    let hook = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(wiremock::ResponseTemplate::new(200))
+        .mount(&hook)
+        .await;
+    let webhook = format!("{}/services/T000/B000/s3cret-hook", hook.uri());
+    let run = tokio::task::block_in_place(|| {
+        run_backup_telling(checkout.path(), &pg, &redis, &moto.endpoint(), &webhook)
+    });
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let messages = hook.received_requests().await.unwrap();
+    assert_eq!(messages.len(), 1);
+    let message: serde_json::Value = serde_json::from_slice(&messages[0].body).unwrap();
+    let text = message["text"].as_str().unwrap();
+    assert!(text.contains("verified, 2 file(s)"), "{text}");
+    assert!(
+        text.contains("retention deleted 2 older backup(s)"),
+        "{text}"
+    );
     for secret in [
         &pg.password,
         &redis.password,
         &"testing-secret-key".to_owned(),
+        &webhook,
     ] {
+        assert!(!text.contains(secret.as_str()), "{text}");
         assert!(!run.stdout.contains(secret.as_str()) && !run.stderr.contains(secret.as_str()));
     }
     assert!(
