@@ -665,3 +665,64 @@ backup:
     );
     assert!(yaml.contains("LOG_LEVEL: info"), "{yaml}");
 }
+
+/// Figures, not a timed assertion: dump + verify through jisu-deploy next to a plain
+/// `pg_dump -Fc` and `pg_restore` of the same database, printed (`--nocapture`). 100,000
+/// rows by default; `JISU_BENCH_ROWS=1000000` for more.
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_figures_next_to_plain_pg_dump_and_pg_restore() {
+    use std::time::Instant;
+    let rows: u32 = std::env::var("JISU_BENCH_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let pg = Postgres::start();
+    seed(&pg, rows);
+    let db = pg.database();
+    let work = tempfile::tempdir().unwrap();
+
+    let started = Instant::now();
+    let dump = postgres::dump(&db, work.path(), MINUTE * 30).await.unwrap();
+    let dumped = started.elapsed();
+    let started = Instant::now();
+    postgres::verify(&db, &dump, work.path(), "app_verify", MINUTE * 30)
+        .await
+        .unwrap();
+    let verified = started.elapsed();
+    let size = std::fs::metadata(&dump.file).unwrap().len();
+
+    let by_hand = |program: &str, args: &[&str]| {
+        let started = Instant::now();
+        let out = std::process::Command::new(program)
+            .args(["-h", "127.0.0.1", "-p", &pg.port.to_string(), "-U", "jisu"])
+            .args(args)
+            .env("PGPASSWORD", &pg.password)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{program}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        started.elapsed()
+    };
+    let plain = work.path().join("plain.dump");
+    let plain_dump = by_hand(
+        "pg_dump",
+        &["-Fc", "-d", "app", "-f", plain.to_str().unwrap()],
+    );
+    pg.psql("postgres", "CREATE DATABASE plain_restore")
+        .unwrap();
+    let plain_restore = by_hand(
+        "pg_restore",
+        &["--no-owner", "-d", "plain_restore", plain.to_str().unwrap()],
+    );
+    let plain_size = std::fs::metadata(&plain).unwrap().len();
+    assert_eq!(
+        pg.psql("plain_restore", "SELECT count(*) FROM funds"),
+        Ok(rows.to_string())
+    );
+    println!(
+        "backup figures, {rows} rows: jisu-deploy dump {dumped:.2?} ({size} bytes, counts from the same snapshot), verify {verified:.2?} (restore into a scratch database + compare every table); plain pg_dump -Fc {plain_dump:.2?} ({plain_size} bytes), plain pg_restore {plain_restore:.2?}"
+    );
+}
