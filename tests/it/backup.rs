@@ -726,3 +726,42 @@ async fn backup_figures_next_to_plain_pg_dump_and_pg_restore() {
         "backup figures, {rows} rows: jisu-deploy dump {dumped:.2?} ({size} bytes, counts from the same snapshot), verify {verified:.2?} (restore into a scratch database + compare every table); plain pg_dump -Fc {plain_dump:.2?} ({plain_size} bytes), plain pg_restore {plain_restore:.2?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_truncated_on_the_way_exits_1_and_leaves_no_backup_counted() {
+    use crate::support::s3_server::{MotoServer, Tamper, TamperingProxy};
+
+    let pg = Postgres::start();
+    seed(&pg, 5_000);
+    let redis = Redis::start();
+    let moto = MotoServer::start().await;
+    moto.create_bucket("backups").await;
+    // The first upload (the dump) loses its last 1000 bytes between jisu-deploy and the
+    // server, which stores the rest and answers 200.
+    let proxy = TamperingProxy::start(moto.addr(), Tamper::Truncate(1000)).await;
+    let destination = "s3://backups/production";
+    let checkout = backup_checkout(&pg, &redis, destination, "2m");
+    let summary = checkout.path().join("summary.md");
+    let run = tokio::task::block_in_place(|| {
+        let mut command = backup_command(checkout.path(), &pg, &redis, &proxy.url, &["backup"]);
+        command.env("GITHUB_STEP_SUMMARY", &summary);
+        let run: crate::support::Run = command.output().unwrap().into();
+        run
+    });
+    assert!(proxy.tampered());
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("postgres.dump"), "{}", run.stderr);
+    // The damaged object was deleted, and no manifest made it a backup.
+    let listed = store(&moto.endpoint(), destination).list("").await.unwrap();
+    assert!(listed.is_empty(), "{listed:?}");
+    // The failure is in the job summary, and no secret is.
+    let summary = std::fs::read_to_string(summary).unwrap();
+    assert!(summary.contains("backup"), "{summary}");
+    for secret in [
+        &pg.password,
+        &redis.password,
+        &"testing-secret-key".to_owned(),
+    ] {
+        assert!(!summary.contains(secret.as_str()), "{summary}");
+    }
+}
