@@ -31,6 +31,19 @@ RUN touch src/main.rs src/lib.rs \
 FROM scratch AS binary
 COPY --from=build /jisu-deploy /jisu-deploy
 
+# The backup image (`--target backup`): the same binary with the client tools `backup`
+# and `restore` run, for the CronJob in k8s/backup/. Released as `<version>-backup`.
+FROM debian:bookworm-slim AS backup
+# Debian's security updates replace these versions within bookworm; pinning them would
+# break the build at the next update rather than make it repeatable.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates postgresql-client redis-tools \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=build /jisu-deploy /usr/local/bin/jisu-deploy
+USER 65532:65532
+ENTRYPOINT ["/usr/local/bin/jisu-deploy"]
+
 # Docker actions run as root (GitHub mounts the workspace and runner files for root),
 # so this image keeps distroless's default user. distroless publishes only rolling tags:
 # the release workflow resolves the tag to a digest and passes it as RUNTIME (above).

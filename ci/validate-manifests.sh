@@ -108,7 +108,9 @@ APP_IMAGE = re.compile(r"^ghcr\.io/jisu/platform:(frontend|backend)$")
 PINNED = re.compile(r"^[a-z0-9.\-/:]+:v?\d+\.\d+\.\d+(-[a-z0-9.]+)?(@sha256:[0-9a-f]{64})?$")
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
 # Created outside git (k8s/README.md); referenced, never committed.
-EXTERNAL_SECRETS = {"backend-secrets", "grafana-admin"}
+EXTERNAL_SECRETS = {"backend-secrets", "grafana-admin", "jisu-backup-secrets"}
+# Made from a repository file at deploy time (k8s/README.md), never committed as a copy.
+EXTERNAL_CONFIGMAPS = {"jisu-backup-pipeline"}
 
 errors = []
 docs = []
@@ -217,7 +219,8 @@ for path, doc in docs:
     if sa and not exists(ns, "ServiceAccount", sa):
         err(path, doc, f"serviceAccountName {sa} not found in {ns}")
     for vol in pspec.get("volumes") or []:
-        if "configMap" in vol and not exists(ns, "ConfigMap", vol["configMap"]["name"]):
+        if "configMap" in vol and vol["configMap"]["name"] not in EXTERNAL_CONFIGMAPS \
+                and not exists(ns, "ConfigMap", vol["configMap"]["name"]):
             err(path, doc, f"volume {vol['name']}: ConfigMap {vol['configMap']['name']} not found in {ns}")
         if "persistentVolumeClaim" in vol and not exists(ns, "PersistentVolumeClaim",
                                                          vol["persistentVolumeClaim"]["claimName"]):

@@ -56,6 +56,9 @@ pub struct SessionRequest {
     pub dry_run: Option<bool>,
     /// `--kubeconfig`, when the command has one: its credentials are masked too.
     pub kubeconfig: Option<PathBuf>,
+    /// Whether the command reads the repository's files; when not (`backup`, `restore`),
+    /// the pipeline file's paths are not checked against a checkout.
+    pub reads_checkout: bool,
 }
 
 /// The resolved, once-per-process state every command works in.
@@ -66,6 +69,8 @@ pub struct Session {
     pub workspace: PathBuf,
     /// The pipeline file's path.
     pub config_path: PathBuf,
+    /// Whether the command reads the repository's files (see [`SessionRequest`]).
+    pub reads_checkout: bool,
     /// Whether this run only shows what it would do (ACT=true defaults it on).
     pub dry_run: bool,
     runtime: tokio::runtime::Runtime,
@@ -95,6 +100,7 @@ impl Session {
         Ok(Session {
             runner,
             workspace: request.workspace,
+            reads_checkout: request.reads_checkout,
             config_path,
             dry_run,
             runtime,
@@ -107,7 +113,12 @@ impl Session {
         if let Some(pipeline) = self.pipeline.get() {
             return Ok(pipeline);
         }
-        let loaded = config::load(&self.config_path, &Checkout::new(&self.workspace))?;
+        let checkout = if self.reads_checkout {
+            Checkout::new(&self.workspace)
+        } else {
+            Checkout::without_files(&self.workspace)
+        };
+        let loaded = config::load(&self.config_path, &checkout)?;
         Ok(self.pipeline.get_or_init(|| loaded))
     }
 

@@ -27,6 +27,10 @@ impl Cli {
             config: self.config.clone(),
             dry_run: self.dry_run(),
             kubeconfig: kubeconfig.map(Path::to_owned),
+            reads_checkout: !matches!(
+                self.command,
+                super::Command::Backup | super::Command::Restore(_)
+            ),
         }
     }
 }

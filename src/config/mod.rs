@@ -22,12 +22,38 @@ pub const DEFAULT_PIPELINE_PATH: &str = ".github/jisu-deploy.yml";
 /// A repository checkout on disk; paths in the pipeline file are relative to it.
 pub struct Checkout {
     root: PathBuf,
+    /// Whether the repository's files are there to check the paths against.
+    files: bool,
 }
 
 impl Checkout {
     /// The checkout rooted at `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Checkout { root: root.into() }
+        Checkout {
+            root: root.into(),
+            files: true,
+        }
+    }
+
+    /// No checkout, for a command that reads none of the repository's files (`backup`
+    /// and `restore`, e.g. in a CronJob that has only the pipeline file): its paths are
+    /// checked for shape only, relative and never `..`.
+    pub fn without_files(root: impl Into<PathBuf>) -> Self {
+        Checkout {
+            root: root.into(),
+            files: false,
+        }
+    }
+
+    fn shaped(path: &str) -> bool {
+        let path = Path::new(path);
+        !path.as_os_str().is_empty()
+            && path.components().all(|c| {
+                matches!(
+                    c,
+                    std::path::Component::Normal(_) | std::path::Component::CurDir
+                )
+            })
     }
 
     /// Resolves a path from the pipeline file inside the checkout: absolute paths, `..`
@@ -39,9 +65,15 @@ impl Checkout {
 
 impl Workspace for Checkout {
     fn is_dir(&self, path: &str) -> bool {
+        if !self.files {
+            return Checkout::shaped(path);
+        }
         self.resolve(path).is_some_and(|p| p.is_dir())
     }
     fn is_file(&self, path: &str) -> bool {
+        if !self.files {
+            return Checkout::shaped(path);
+        }
         self.resolve(path).is_some_and(|p| p.is_file())
     }
 }

@@ -765,3 +765,58 @@ async fn an_upload_truncated_on_the_way_exits_1_and_leaves_no_backup_counted() {
         assert!(!summary.contains(secret.as_str()), "{summary}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backup_needs_only_the_pipeline_file_where_plan_needs_the_checkout() {
+    // As in the CronJob: the pipeline file mounted alone, no repository beside it.
+    let moto = crate::support::s3_server::MotoServer::start().await;
+    moto.create_bucket("backups").await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("jisu-deploy.yml");
+    std::fs::write(
+        &config,
+        "version: 1
+images: {scheme: per-component, owner: acme}
+components:
+  app: {context: app, dockerfile: app/Dockerfile}
+environments:
+  production: {branch: main, namespace: prod, url: 'https://acme.example', strategy: rolling, manifests: k8s}
+backup:
+  schedule: '0 2 * * *'
+  environment: production
+  targets: [redis]
+  destination: s3://backups/production
+  retain_for: 7d
+  redis: {host: 127.0.0.1}
+",
+    )
+    .unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| -> crate::support::Run {
+        tokio::task::block_in_place(|| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_jisu-deploy"))
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap())
+                .env("AWS_ACCESS_KEY_ID", "testing-key-id")
+                .env("AWS_SECRET_ACCESS_KEY", "testing-secret-key")
+                .env("AWS_ENDPOINT_URL", moto.endpoint())
+                .args(args)
+                .arg("--config")
+                .arg(&config)
+                .arg("--workspace")
+                .arg(empty.path())
+                .output()
+                .unwrap()
+                .into()
+        })
+    };
+    let backup = run(&["backup", "--dry-run"]);
+    assert_eq!(backup.code, 0, "{}\n{}", backup.stdout, backup.stderr);
+    let plan = run(&["plan", "--event-name", "schedule"]);
+    assert_eq!(plan.code, 2, "{}", plan.stderr);
+    assert!(
+        plan.stderr.contains("is not a directory in the repository"),
+        "{}",
+        plan.stderr
+    );
+}
