@@ -2,7 +2,9 @@
 //! sets (uid, resourceVersion, managedFields, status, assigned cluster IPs, ...), so they
 //! re-apply to a new cluster. Objects another object owns (a CronJob's Jobs) and what the
 //! cluster makes itself (the `default` ServiceAccount, `kube-root-ca.crt`) are left out.
-//! Secrets are never written: their values would sit in the archive in plain text.
+//! Secrets are left out, unless the pipeline file names an age recipient: then they go,
+//! cleaned the same way, into a separate file encrypted to it, and never touch the disk
+//! in plain text.
 //!
 //! Verification parses every object back and sends it as a server-side apply dry run.
 
@@ -54,13 +56,18 @@ pub const KINDS: &[(&str, &str, &str, &str)] = &[
 /// File name of the objects in the backup.
 pub const FILE: &str = "kubernetes.yaml";
 
+/// File name of the Secrets, encrypted to the recipient, when there is one.
+pub const SECRETS_FILE: &str = "kubernetes-secrets.yaml.age";
+
 /// What an export wrote.
 #[derive(Debug, Clone)]
 pub struct Exported {
     /// The multi-document YAML file.
     pub file: PathBuf,
-    /// Objects per kind.
+    /// Objects per kind (`Secret` included when they were encrypted).
     pub counts: BTreeMap<String, usize>,
+    /// The encrypted Secrets, when a recipient was given.
+    pub secrets_file: Option<PathBuf>,
 }
 
 fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
@@ -144,11 +151,14 @@ pub fn clean(mut object: Value) -> Value {
 }
 
 /// Reads every kind of [`KINDS`] in `namespace` and writes the wanted objects, cleaned,
-/// to `dir/kubernetes.yaml`. A kind the server does not serve is skipped.
+/// to `dir/kubernetes.yaml`. A kind the server does not serve is skipped. With
+/// `secrets_recipient`, the Secrets (but service account tokens, which the cluster makes)
+/// go to `dir/kubernetes-secrets.yaml.age`, encrypted in memory before they are written.
 pub async fn export(
     client: &kube::Client,
     namespace: &str,
     dir: &Path,
+    secrets_recipient: Option<&str>,
 ) -> anyhow::Result<Exported> {
     let mut documents = Vec::new();
     let mut counts = BTreeMap::new();
@@ -181,7 +191,58 @@ pub async fn export(
     }
     let file = dir.join(FILE);
     std::fs::write(&file, documents.join("---\n"))?;
-    Ok(Exported { file, counts })
+    let secrets_file = match secrets_recipient {
+        Some(recipient) => {
+            let (text, count) = secrets(client, namespace).await?;
+            counts.insert("Secret".into(), count);
+            let path = dir.join(SECRETS_FILE);
+            std::fs::write(&path, encrypt(recipient, text.as_bytes())?)?;
+            Some(path)
+        }
+        None => None,
+    };
+    Ok(Exported {
+        file,
+        counts,
+        secrets_file,
+    })
+}
+
+/// The namespace's Secrets as YAML documents, cleaned; service account tokens left out.
+async fn secrets(client: &kube::Client, namespace: &str) -> anyhow::Result<(String, usize)> {
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        namespace,
+        &resource("", "v1", "Secret", "secrets"),
+    );
+    let mut documents = Vec::new();
+    for item in api.list(&ListParams::default()).await?.items {
+        let mut value = serde_json::to_value(&item)?;
+        value["apiVersion"] = Value::from("v1");
+        value["kind"] = Value::from("Secret");
+        let token = value["type"].as_str() == Some("kubernetes.io/service-account-token");
+        if token || !wanted(&value) {
+            continue;
+        }
+        documents.push(serde_yaml::to_string(&clean(value))?);
+    }
+    let count = documents.len();
+    Ok((documents.join("---\n"), count))
+}
+
+/// `plain` encrypted to the age `recipient` (binary age format).
+pub fn encrypt(recipient: &str, plain: &[u8]) -> anyhow::Result<Vec<u8>> {
+    use std::io::Write as _;
+    let recipient: age::x25519::Recipient = recipient
+        .parse()
+        .map_err(|e| anyhow::anyhow!("backup.kubernetes.secrets_recipient: {e}"))?;
+    let encryptor =
+        age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))?;
+    let mut out = Vec::new();
+    let mut writer = encryptor.wrap_output(&mut out)?;
+    writer.write_all(plain)?;
+    writer.finish()?;
+    Ok(out)
 }
 
 /// Parses every object of `file` and sends it as a server-side apply dry run into

@@ -33,6 +33,9 @@ pub struct Request {
     pub postgres: Option<postgres::Database>,
     /// The Redis server, for `redis`.
     pub redis: Option<redis::Server>,
+    /// An age recipient the namespace's Secrets are encrypted to; without one they are
+    /// left out.
+    pub secrets_recipient: Option<String>,
     /// Longest a dump, fetch or restore may take; also the deadline of a Redis save.
     pub timeout: Duration,
 }
@@ -106,14 +109,25 @@ pub async fn take(
                 let client = cluster
                     .ok_or_else(|| anyhow::anyhow!("the kubernetes target needs a cluster"))?;
                 let namespace = &request.namespace;
-                let exported = kubernetes::export(client, namespace, work).await?;
+                let exported = kubernetes::export(
+                    client,
+                    namespace,
+                    work,
+                    request.secrets_recipient.as_deref(),
+                )
+                .await?;
                 checks.push(match kubernetes::verify(client, namespace, &exported.file).await {
                     Ok(objects) => Check {
                         name: "kubernetes dry-run apply".into(),
                         passed: true,
-                        detail: format!(
-                            "{objects} object(s) parse and pass a server-side dry-run apply; Secrets are not backed up"
-                        ),
+                        detail: match exported.counts.get("Secret") {
+                            Some(secrets) => format!(
+                                "{objects} object(s) parse and pass a server-side dry-run apply; {secrets} Secret(s) encrypted to the recipient"
+                            ),
+                            None => format!(
+                                "{objects} object(s) parse and pass a server-side dry-run apply; Secrets are not backed up"
+                            ),
+                        },
                     },
                     Err(err) => Check {
                         name: "kubernetes dry-run apply".into(),
@@ -122,6 +136,9 @@ pub async fn take(
                     },
                 });
                 files.push(manifest::entry(work, kubernetes::FILE)?);
+                if exported.secrets_file.is_some() {
+                    files.push(manifest::entry(work, kubernetes::SECRETS_FILE)?);
+                }
                 contents.kubernetes_objects = Some(exported.counts);
             }
         }

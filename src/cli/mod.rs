@@ -249,8 +249,8 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "ID")]
     pub backup: Option<String>,
 
-    /// The new database the dump is restored into; it must not exist
-    /// [default: <database>_restore_<id>].
+    /// The new database the dump is restored into; it must not exist [default: the
+    /// database's name, then `_restore_` and the backup id, e.g. `jisu_restore_20261201t020000z`].
     #[arg(long, value_name = "NAME")]
     pub into: Option<String>,
 

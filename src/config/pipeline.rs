@@ -468,6 +468,9 @@ pub struct Backup {
     /// The Redis server, for the `redis` target. Its password comes from `REDISCLI_AUTH`.
     #[serde(default)]
     pub redis: Option<RedisSource>,
+    /// Options of the `kubernetes` target.
+    #[serde(default)]
+    pub kubernetes: KubernetesBackup,
     /// How long each dump, fetch or restore may take.
     #[serde(default = "default_backup_timeout")]
     pub timeout: HumanDuration,
@@ -499,6 +502,16 @@ pub struct PostgresSource {
 
 fn default_postgres_port() -> u16 {
     5432
+}
+
+/// Options of the `kubernetes` backup target.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesBackup {
+    /// An age recipient (`age1...`): the namespace's Secrets are backed up too, encrypted
+    /// to it. Without one, Secrets are left out.
+    #[serde(default)]
+    pub secrets_recipient: Option<String>,
 }
 
 /// Where the Redis server is.

@@ -357,6 +357,14 @@ pub fn validate(pipeline: &Pipeline, workspace: &dyn Workspace) -> Vec<Violation
                 }
             }
         }
+        if let Some(recipient) = &backup.kubernetes.secrets_recipient
+            && recipient.parse::<age::x25519::Recipient>().is_err()
+        {
+            bad(
+                "backup.kubernetes.secrets_recipient".into(),
+                "not an age recipient; write the public key `age-keygen` prints, `age1...`".into(),
+            );
+        }
         if let Some(redis) = &backup.redis
             && (redis.host.is_empty()
                 || redis.host.starts_with('-')

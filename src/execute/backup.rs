@@ -81,6 +81,7 @@ pub async fn run(
             port: r.port,
             password: session.env("REDISCLI_AUTH"),
         }),
+        secrets_recipient: backup.kubernetes.secrets_recipient.clone(),
         timeout: backup.timeout.0,
     };
     let webhook = session.env(notify::WEBHOOK_ENV);

@@ -577,6 +577,8 @@ async fn the_namespaces_objects_are_backed_up_clean_and_pass_a_dry_run_apply() {
     }
     let moto = crate::support::s3_server::MotoServer::start().await;
     moto.create_bucket("backups").await;
+    let identity = age::x25519::Identity::generate();
+    let recipient = identity.to_public().to_string();
     let checkout = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(checkout.path().join("app")).unwrap();
     std::fs::write(checkout.path().join("app/Dockerfile"), "FROM scratch\n").unwrap();
@@ -595,6 +597,7 @@ backup:
   targets: [kubernetes]
   destination: s3://backups/staging
   retain_for: 7d
+  kubernetes: {{secrets_recipient: {recipient}}}
 "
         ),
     )
@@ -635,7 +638,11 @@ backup:
     assert_eq!(counts.get("ConfigMap"), Some(&1), "{counts:?}");
     assert_eq!(counts.get("Service"), Some(&1), "{counts:?}");
     assert_eq!(counts.get("Deployment"), Some(&1), "{counts:?}");
-    let file = &manifest.files[0];
+    let file = manifest
+        .files
+        .iter()
+        .find(|f| f.name == "kubernetes.yaml")
+        .unwrap();
     let work = tempfile::tempdir().unwrap();
     let local = work.path().join("kubernetes.yaml");
     let id = manifest_key.trim_end_matches("/manifest.json");
@@ -664,6 +671,39 @@ backup:
         "{yaml}"
     );
     assert!(yaml.contains("LOG_LEVEL: info"), "{yaml}");
+    // The Secret went only into the file encrypted to the recipient.
+    assert_eq!(counts.get("Secret"), Some(&1), "{counts:?}");
+    let secrets = manifest
+        .files
+        .iter()
+        .find(|f| f.name == "kubernetes-secrets.yaml.age")
+        .unwrap();
+    let sealed = work.path().join(&secrets.name);
+    bucket
+        .download(
+            &format!("{id}/{}", secrets.name),
+            &sealed,
+            &secrets.sha256,
+            1 << 20,
+        )
+        .await
+        .unwrap();
+    let encrypted = std::fs::read(&sealed).unwrap();
+    assert!(!String::from_utf8_lossy(&encrypted).contains("hunter2"));
+    let decryptor = age::Decryptor::new(&encrypted[..]).unwrap();
+    let mut plain = String::new();
+    std::io::Read::read_to_string(
+        &mut decryptor
+            .decrypt(std::iter::once(&identity as &dyn age::Identity))
+            .unwrap(),
+        &mut plain,
+    )
+    .unwrap();
+    assert!(
+        plain.contains("kind: Secret") && plain.contains("app-secrets"),
+        "{plain}"
+    );
+    assert!(!plain.contains("resourceVersion"), "{plain}");
 }
 
 /// Figures, not a timed assertion: dump + verify through jisu-deploy next to a plain

@@ -256,6 +256,22 @@ fn cases() -> Vec<Case> {
             Config("s3://jisu-backups/production", "/var/backups"),
             "field `backup.destination`",
         ),
+        case(
+            "backup secrets recipient that is not an age key",
+            Config(
+                "  monthly: 12\n",
+                "  monthly: 12\n  kubernetes: {secrets_recipient: ssh-ed25519 AAAA}\n",
+            ),
+            "field `backup.kubernetes.secrets_recipient`: not an age recipient",
+        ),
+        case(
+            "postgres target without its database",
+            Config(
+                "  postgres: {host: postgres.jisu-prod.svc, user: jisu, database: jisu}\n",
+                "",
+            ),
+            "field `backup.postgres`: the `postgres` target needs",
+        ),
         // Events and flags.
         case(
             "payload not json",
