@@ -180,6 +180,42 @@ fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// The password a pgpass file (`host:port:database:user:password`, `*` matching any
+/// field, `\:` and `\\` escaped) gives for this connection: its first matching line.
+pub fn password_from_pgpass(text: &str, db: &Database) -> Option<String> {
+    let port = db.port.to_string();
+    let wanted = [
+        db.host.as_str(),
+        port.as_str(),
+        db.name.as_str(),
+        db.user.as_str(),
+    ];
+    text.lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .find_map(|line| {
+            let fields = split_pgpass(line)?;
+            let matches = fields[..4]
+                .iter()
+                .zip(wanted)
+                .all(|(field, want)| field == "*" || field == want);
+            matches.then(|| fields[4].clone())
+        })
+}
+
+/// The five fields of a pgpass line, unescaped; `None` for a line that has not five.
+fn split_pgpass(line: &str) -> Option<Vec<String>> {
+    let mut fields = vec![String::new()];
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => fields.last_mut()?.push(chars.next()?),
+            ':' if fields.len() < 5 => fields.push(String::new()),
+            c => fields.last_mut()?.push(c),
+        }
+    }
+    (fields.len() == 5).then_some(fields)
+}
+
 /// `"schema"."table"`.
 fn quote_table(schema: &str, table: &str) -> String {
     format!("{}.{}", quote_ident(schema), quote_ident(table))
@@ -406,6 +442,28 @@ mod tests {
         assert_eq!(
             compare(&source, &fewer).unwrap_err(),
             "public.a: 3 rows at dump time, 2 restored; public.b: 0 rows at dump time, missing from the restore; public.c: restored but not in the source"
+        );
+    }
+
+    #[test]
+    fn a_pgpass_file_gives_the_first_matching_password() {
+        let db = Database {
+            host: "db.prod".into(),
+            port: 5432,
+            user: "jisu".into(),
+            name: "jisu".into(),
+            password: None,
+        };
+        let text =
+            "# comment\nother:5432:*:jisu:nope\ndb.prod:5432:*:jisu:pa\\:ss\n*:*:*:*:fallback\n";
+        assert_eq!(password_from_pgpass(text, &db).as_deref(), Some("pa:ss"));
+        assert_eq!(
+            password_from_pgpass("*:*:*:*:any\n", &db).as_deref(),
+            Some("any")
+        );
+        assert_eq!(
+            password_from_pgpass("db.prod:5433:*:jisu:x\nbroken\n", &db),
+            None
         );
     }
 

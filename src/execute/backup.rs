@@ -37,14 +37,31 @@ pub fn open_store(session: &Session) -> anyhow::Result<(&Backup, Store)> {
     Ok((backup, store))
 }
 
-/// The database `backup.postgres` names, its password from `PGPASSWORD`.
+/// The database `backup.postgres` names, its password from `PGPASSWORD`, else from the
+/// pgpass file `PGPASSFILE` names (or `~/.pgpass`), read with a size limit.
 pub fn database(session: &Session, backup: &Backup) -> Option<postgres::Database> {
-    backup.postgres.as_ref().map(|pg| postgres::Database {
-        host: pg.host.clone(),
-        port: pg.port,
-        user: pg.user.clone(),
-        name: pg.database.clone(),
-        password: session.env("PGPASSWORD"),
+    backup.postgres.as_ref().map(|pg| {
+        let mut db = postgres::Database {
+            host: pg.host.clone(),
+            port: pg.port,
+            user: pg.user.clone(),
+            name: pg.database.clone(),
+            password: session.env("PGPASSWORD"),
+        };
+        if db.password.is_none() {
+            let file = session
+                .env("PGPASSFILE")
+                .map(std::path::PathBuf::from)
+                .or_else(|| {
+                    session
+                        .env("HOME")
+                        .map(|home| std::path::Path::new(&home).join(".pgpass"))
+                });
+            db.password = file
+                .and_then(|file| crate::config::read_input(&file, "the pgpass file").ok())
+                .and_then(|text| postgres::password_from_pgpass(&text, &db));
+        }
+        db
     })
 }
 
