@@ -102,6 +102,8 @@ import sys
 import yaml
 
 APP_DIR = "k8s/app/"
+# Applied into an environment's namespace (`kubectl -n <ns> apply`), like k8s/app/.
+ENVIRONMENT_DIRS = ("k8s/namespace/", "k8s/backup/")
 # Placeholders the deploy tool replaces with <repository>@sha256:<digest>.
 APP_IMAGE = re.compile(r"^ghcr\.io/jisu/platform:(frontend|backend)$")
 # Third-party images: an explicit version tag (optionally with a digest).
@@ -172,7 +174,7 @@ for path, doc in docs:
     if path.startswith(APP_DIR) and "namespace" in md:
         err(path, doc, "app manifests are environment-neutral: no metadata.namespace (the tool renders it)")
     if not path.startswith(APP_DIR) and kind not in {"Namespace", "ClusterRole", "ClusterRoleBinding"} \
-            and not path.startswith("k8s/namespace/") and "namespace" not in md:
+            and not path.startswith(ENVIRONMENT_DIRS) and "namespace" not in md:
         err(path, doc, "shared-service manifests must name their namespace")
 
     if kind == "Secret":
