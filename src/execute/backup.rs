@@ -16,6 +16,7 @@ use crate::backup::take::{self, Request};
 use crate::backup::{notify, postgres, redis};
 use crate::config::pipeline::{Backup, BackupTarget};
 use crate::kube::client::ClusterAccess;
+use crate::oci::client::is_loopback_registry;
 use crate::session::Session;
 
 /// The pipeline file's `backup:` section and the store it names, credentials from the
@@ -211,21 +212,12 @@ fn log_verdicts(verdicts: &[Verdict], mode: &str) {
     }
 }
 
-/// `http://` to a loopback host: a local S3-compatible server, spoken to without TLS as
-/// registries on loopback are.
+/// `http://` to a loopback host: a local S3-compatible server, spoken to without TLS by
+/// the same rule as registries on loopback ([`is_loopback_registry`]).
 fn is_loopback_http(endpoint: &str) -> bool {
-    let Some(rest) = endpoint.strip_prefix("http://") else {
-        return false;
-    };
-    let authority = rest.split('/').next().unwrap_or_default();
-    if authority == "[::1]" || authority.starts_with("[::1]:") {
-        return true;
-    }
-    let host = authority.split(':').next().unwrap_or_default();
-    host == "localhost"
-        || host
-            .parse::<std::net::Ipv4Addr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    endpoint
+        .strip_prefix("http://")
+        .is_some_and(|rest| is_loopback_registry(rest.split('/').next().unwrap_or_default()))
 }
 
 #[cfg(test)]
