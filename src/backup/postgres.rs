@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio_postgres::{Client, NoTls};
 
-use crate::process::{self, Child};
+use crate::process;
 
 /// Where the database is and who reads it.
 #[derive(Debug, Clone)]
@@ -283,15 +283,7 @@ pub async fn dump(db: &Database, dir: &Path, timeout: Duration) -> Result<Dump, 
     ];
     argv.extend(db.tool_args(&db.name));
     let env = db.tool_env(dir)?;
-    process::run(&Child {
-        name: "pg_dump",
-        argv: &argv,
-        workdir: ".",
-        checkout: dir,
-        env: &env,
-        timeout,
-    })
-    .await?;
+    process::run(&super::tool("pg_dump", &argv, dir, &env, timeout)).await?;
     // The snapshot had to outlive pg_dump's own transaction start; it can go now.
     client
         .batch_execute("COMMIT")
@@ -390,15 +382,7 @@ async fn restore_and_count(
     argv.extend(db.tool_args(scratch));
     argv.push(dump.file.display().to_string());
     let env = db.tool_env(dir)?;
-    process::run(&Child {
-        name: "pg_restore",
-        argv: &argv,
-        workdir: ".",
-        checkout: dir,
-        env: &env,
-        timeout,
-    })
-    .await?;
+    process::run(&super::tool("pg_restore", &argv, dir, &env, timeout)).await?;
     let client = db.connect(scratch).await?;
     count_rows(&client).await
 }

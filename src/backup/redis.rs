@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::process::{self, Child, ProcessError};
+use crate::process::{self, ProcessError};
 
 /// Where Redis is.
 #[derive(Debug, Clone)]
@@ -96,14 +96,7 @@ impl Server {
         let argv = self.argv(args);
         let env = self.env();
         let (result, output) = process::query(
-            &Child {
-                name: "redis-cli",
-                argv: &argv,
-                workdir: ".",
-                checkout: dir,
-                env: &env,
-                timeout: Duration::from_secs(30),
-            },
+            &super::tool("redis-cli", &argv, dir, &env, Duration::from_secs(30)),
             ANSWER_LIMIT,
         )
         .await;
@@ -209,29 +202,20 @@ pub async fn fetch(server: &Server, dir: &Path, timeout: Duration) -> Result<Pat
     let file_arg = file.display().to_string();
     let argv = server.argv(&["--rdb", &file_arg]);
     let env = server.env();
-    process::run(&Child {
-        name: "redis-cli --rdb",
-        argv: &argv,
-        workdir: ".",
-        checkout: dir,
-        env: &env,
-        timeout,
-    })
-    .await?;
+    process::run(&super::tool("redis-cli --rdb", &argv, dir, &env, timeout)).await?;
     Ok(file)
 }
 
 /// `redis-check-rdb` on a snapshot: a truncated or corrupted file fails.
 pub async fn check(file: &Path, dir: &Path) -> Result<(), RedisError> {
     let argv = vec!["redis-check-rdb".to_owned(), file.display().to_string()];
-    process::run(&Child {
-        name: "redis-check-rdb",
-        argv: &argv,
-        workdir: ".",
-        checkout: dir,
-        env: &BTreeMap::new(),
-        timeout: Duration::from_secs(600),
-    })
+    process::run(&super::tool(
+        "redis-check-rdb",
+        &argv,
+        dir,
+        &BTreeMap::new(),
+        Duration::from_secs(600),
+    ))
     .await?;
     Ok(())
 }
