@@ -14,7 +14,7 @@ apt_packages=(
   # OCI registry test bed and image tools (tests/it/registry.rs)
   docker-registry apache2-utils skopeo buildah umoci openssl
   # manifest validation (ci/validate-manifests.sh)
-  prometheus yamllint docker-compose shellcheck
+  prometheus prometheus-alertmanager yamllint docker-compose shellcheck
   # backups: real servers and their tools (tests/it/backup.rs)
   postgresql redis-server redis-tools
 )

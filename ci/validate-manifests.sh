@@ -9,14 +9,20 @@
 #      no committed Secret, probes, resources, securityContext, labels,
 #      references between objects), in python3
 #   4. promtool check config / check rules on the Prometheus configuration
-#      extracted from k8s/monitoring/prometheus-config.yaml
-#   5. docker-compose config -q on examples/jisu/compose.*.yml, with every
+#      extracted from k8s/monitoring/prometheus-config.yaml, and promtool test
+#      rules with the alert unit tests in ci/alerts/*.test.yml
+#   5. amtool check-config on the Alertmanager configuration extracted from
+#      k8s/monitoring/alertmanager.yaml, its routes by severity (amtool config
+#      routes test) and its Slack templates rendered on ci/alerts/notification.json
+#   6. the Grafana dashboards (ci/validate-dashboards.py: dashboard JSON, and
+#      every panel's and annotation's query through promtool)
+#   7. docker-compose config -q on examples/jisu/compose.*.yml, with every
 #      variable listed in examples/jisu/.env.example set to a dummy value
-#   6. shellcheck on ci/*.sh
+#   8. shellcheck on ci/*.sh
 #
 # It installs nothing. It needs, installed beforehand (e.g. by .ci/run):
-#   apt-get install -y prometheus yamllint docker-compose shellcheck python3
-#     (prometheus provides promtool; docker-compose is the Debian 1.29 package,
+#   apt-get install -y prometheus prometheus-alertmanager yamllint docker-compose shellcheck python3
+#     (prometheus provides promtool, prometheus-alertmanager amtool; docker-compose is the Debian 1.29 package,
 #      which needs no daemon for "config")
 #   pip install kubernetes-validate pyyaml
 #     (kubernetes-validate >= 1.33.0 ships the 1.33 schemas; tested with 1.37.0)
@@ -28,6 +34,8 @@ set -euo pipefail
 
 KUBE_VERSION=1.33.0
 PROM_CONFIGMAP=k8s/monitoring/prometheus-config.yaml
+ALERTMANAGER_MANIFEST=k8s/monitoring/alertmanager.yaml
+DASHBOARDS=k8s/monitoring/grafana-dashboards.yaml
 COMPOSE_DIR=examples/jisu
 
 if [[ ! -d k8s || ! -f .yamllint.yml ]]; then
@@ -35,7 +43,7 @@ if [[ ! -d k8s || ! -f .yamllint.yml ]]; then
   exit 2
 fi
 
-for tool in yamllint kubernetes-validate python3 promtool docker-compose shellcheck; do
+for tool in yamllint kubernetes-validate python3 promtool amtool docker-compose shellcheck; do
   if ! command -v "$tool" >/dev/null 2>&1; then
     echo "validate-manifests: missing tool '$tool' (see the header of $0 for what to install)" >&2
     exit 2
@@ -103,14 +111,15 @@ import yaml
 
 APP_DIR = "k8s/app/"
 # Applied into an environment's namespace (`kubectl -n <ns> apply`), like k8s/app/.
-ENVIRONMENT_DIRS = ("k8s/namespace/", "k8s/backup/")
+ENVIRONMENT_DIRS = ("k8s/namespace/", "k8s/backup/", "k8s/exporters/")
 # Placeholders the deploy tool replaces with <repository>@sha256:<digest>.
 APP_IMAGE = re.compile(r"^ghcr\.io/jisu/platform:(frontend|backend)$")
 # Third-party images: an explicit version tag (optionally with a digest).
-PINNED = re.compile(r"^[a-z0-9.\-/:]+:v?\d+\.\d+\.\d+(-[a-z0-9.]+)?(@sha256:[0-9a-f]{64})?$")
+PINNED = re.compile(r"^[a-z0-9._\-/:]+:v?\d+\.\d+\.\d+(-[a-z0-9.]+)?(@sha256:[0-9a-f]{64})?$")
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
 # Created outside git (k8s/README.md); referenced, never committed.
-EXTERNAL_SECRETS = {"backend-secrets", "grafana-admin", "jisu-backup-secrets"}
+EXTERNAL_SECRETS = {"backend-secrets", "grafana-admin", "jisu-backup-secrets", "alertmanager-slack",
+                    "metrics-exporters"}
 # Made from a repository file at deploy time (k8s/README.md), never committed as a copy.
 EXTERNAL_CONFIGMAPS = {"jisu-backup-pipeline"}
 
@@ -383,6 +392,84 @@ for r in cfg.get("rule_files") or []:
   done
 }
 
+# promtool test rules: every ci/alerts/*.test.yml beside the extracted rule file, whose
+# name its rule_files entry gives.
+check_alert_tests() {
+  local dir=$tmp/alert-tests tests=() t
+  mkdir -p "$dir" "$tmp/alert-tests-stripped"
+  extract_prometheus "$dir" "$tmp/alert-tests-stripped" || return 1
+  shopt -s nullglob
+  tests=(ci/alerts/*.test.yml)
+  shopt -u nullglob
+  if [[ ${#tests[@]} -eq 0 ]]; then
+    echo "    no ci/alerts/*.test.yml"
+    return 1
+  fi
+  for t in "${tests[@]}"; do
+    cp "$t" "$dir/"
+    (cd "$dir" && promtool test rules "$(basename "$t")") || return 1
+  done
+}
+
+# Writes every key of the ConfigMap in $1 (a multi-document file) into directory $2.
+extract_configmap() {
+  python3 - "$1" "$2" <<'PY'
+import os
+import sys
+
+import yaml
+
+src, out = sys.argv[1:]
+maps = [d for d in yaml.safe_load_all(open(src, encoding="utf-8")) if d and d.get("kind") == "ConfigMap"]
+if len(maps) != 1:
+    sys.exit(f"{src}: expected one ConfigMap, found {len(maps)}")
+for key, text in (maps[0].get("data") or {}).items():
+    with open(os.path.join(out, key), "w", encoding="utf-8") as fh:
+        fh.write(text)
+PY
+}
+
+check_alertmanager() {
+  local dir=$tmp/alertmanager rendered
+  mkdir -p "$dir"
+  extract_configmap "$ALERTMANAGER_MANIFEST" "$dir" || return 1
+  amtool check-config "$dir/alertmanager.yml" || return 1
+  # Routes by severity; anything unlabelled still reaches someone.
+  local labels receiver
+  while read -r receiver labels; do
+    # shellcheck disable=SC2086 # the label list is split on purpose
+    if ! amtool config routes test --config.file="$dir/alertmanager.yml" \
+      --verify.receivers="$receiver" $labels 2>/dev/null >/dev/null; then
+      echo "    alert {$labels} is not routed to $receiver"
+      return 1
+    fi
+  done <<'ROUTES'
+slack-critical severity=critical namespace=jisu-prod app=backend
+slack-warning severity=warning namespace=jisu-staging app=redis-exporter
+slack-warning alertname=Unlabelled
+ROUTES
+  # The notification names the environment, the component and the color.
+  rendered=$(cd "$dir" && amtool template render --template.glob=jisu.tmpl \
+    --template.data="$OLDPWD/ci/alerts/notification.json" \
+    --template.text='{{ template "jisu.slack.title" . }}|{{ template "jisu.slack.text" . }}' 2>/dev/null) || {
+    echo "    the Slack templates do not render"
+    return 1
+  }
+  local want
+  for want in "[FIRING:1] JisuBackendHigh5xxRate (critical) in jisu-prod" \
+    "environment jisu-prod, component backend, color green"; do
+    if [[ $rendered != *"$want"* ]]; then
+      echo "    rendered notification lacks '$want':"
+      printf '%s\n' "$rendered" | sed 's/^/      /'
+      return 1
+    fi
+  done
+}
+
+check_dashboards() {
+  python3 ci/validate-dashboards.py "$DASHBOARDS"
+}
+
 check_compose() {
   if [[ ${#compose_files[@]} -eq 0 ]]; then
     echo "    no $COMPOSE_DIR/compose.*.yml found"
@@ -432,6 +519,9 @@ run_check "yamllint" check_yamllint
 run_check "kubernetes schemas ($KUBE_VERSION, strict)" check_kubernetes_schemas
 run_check "project rules for manifests" check_project_rules
 run_check "promtool config and rules" check_prometheus
+run_check "promtool test rules (ci/alerts)" check_alert_tests
+run_check "amtool: Alertmanager config, routes, templates" check_alertmanager
+run_check "Grafana dashboards" check_dashboards
 run_check "docker-compose config" check_compose
 run_check "shellcheck" check_shell
 

@@ -20,7 +20,7 @@ use crate::images::tags;
 use crate::kube::apply::{self, ApplyOptions, Report};
 use crate::kube::color::{self, Color};
 use crate::kube::render::{self, ComponentImage, ManifestFile, RenderInput, Rendered};
-use crate::kube::{checks, undo, watch};
+use crate::kube::{checks, ingress, undo, watch};
 use crate::oci::{Digest, Reference, RegistryClient, RegistryError};
 use crate::plan::{Action, ColorRole, ImageSource, Step};
 use crate::session::Session;
@@ -111,6 +111,8 @@ impl DeployState {
                 images,
                 replicas,
                 color,
+                url,
+                preview_url,
             } => {
                 let (pinned, deferred) = resolve_images(context, images).await?;
                 let files = read_manifests(&context.session.workspace, manifests)
@@ -121,7 +123,11 @@ impl DeployState {
                 for (component, reference) in &deferred {
                     all.insert(component.clone(), reference.with_digest(Digest::of(b"")));
                 }
-                let input = render_input(pipeline, namespace, context, &all, replicas);
+                let urls = ingress::Urls {
+                    public: url.clone(),
+                    preview: preview_url.clone(),
+                };
+                let input = render_input(pipeline, namespace, context, &all, replicas, urls);
                 let objects = render::render(&files, &input).map_err(render_problems)?;
                 if color.is_some() {
                     // Both colors render the same way; checking one now finds every problem.
@@ -461,6 +467,7 @@ fn render_input(
     context: &PrepareContext<'_>,
     images: &BTreeMap<String, Reference>,
     replicas: &BTreeMap<String, u32>,
+    urls: ingress::Urls,
 ) -> RenderInput {
     let components = images
         .iter()
@@ -486,6 +493,7 @@ fn render_input(
         part_of: context.part_of.to_owned(),
         images: components,
         replicas: replicas.clone(),
+        urls,
     }
 }
 

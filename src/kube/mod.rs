@@ -11,6 +11,7 @@ pub mod client;
 pub mod color;
 pub mod deployed;
 pub mod diff;
+pub mod ingress;
 pub mod lock;
 pub mod render;
 pub mod retry;

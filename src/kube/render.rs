@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::ingress::{self, Placement};
 use crate::oci::Reference;
 
 /// Label naming the tool that applied an object; pruning only ever looks at these.
@@ -59,6 +60,8 @@ pub struct RenderInput {
     pub images: BTreeMap<String, ComponentImage>,
     /// Replica count per component name (to HPA `minReplicas`, else `spec.replicas`).
     pub replicas: BTreeMap<String, u32>,
+    /// The URLs whose hosts replace the Ingress host placeholders ([`super::ingress`]).
+    pub urls: super::ingress::Urls,
 }
 
 /// An object ready to apply.
@@ -152,7 +155,8 @@ pub fn render(
             Ok(docs) => {
                 for doc in docs {
                     match render_object(&file.source, doc, input) {
-                        Ok(object) => objects.push(object),
+                        Ok(Some(object)) => objects.push(object),
+                        Ok(None) => {}
                         Err(mut found) => problems.append(&mut found),
                     }
                 }
@@ -226,11 +230,13 @@ fn parse_documents(file: &ManifestFile) -> Result<Vec<Value>, RenderProblem> {
     Ok(docs)
 }
 
+/// One object rendered, or `None` when it is left out for this environment (a preview
+/// Ingress where there is no preview URL).
 fn render_object(
     source: &str,
     mut doc: Value,
     input: &RenderInput,
-) -> Result<Rendered, Vec<RenderProblem>> {
+) -> Result<Option<Rendered>, Vec<RenderProblem>> {
     let problem = |object: Option<String>, message: String| RenderProblem {
         source: source.to_owned(),
         object,
@@ -295,17 +301,25 @@ fn render_object(
             }
         }
     }
+    if kind == "Ingress" {
+        match ingress::place_hosts(&mut doc, &input.urls) {
+            Ok(Placement::Keep) => {}
+            Ok(Placement::LeaveOut) if problems.is_empty() => return Ok(None),
+            Ok(Placement::LeaveOut) => {}
+            Err(message) => problems.push(problem(Some(display.clone()), message)),
+        }
+    }
     if !problems.is_empty() {
         return Err(problems);
     }
-    Ok(Rendered {
+    Ok(Some(Rendered {
         source: source.to_owned(),
         api_version,
         kind,
         name,
         namespace: namespaced.then(|| input.namespace.clone()),
         object: doc,
-    })
+    }))
 }
 
 /// Where a kind keeps its pod template.
@@ -590,6 +604,10 @@ mod tests {
                 },
             )]),
             replicas: BTreeMap::new(),
+            urls: ingress::Urls {
+                public: "https://staging.shop.example".into(),
+                preview: None,
+            },
         }
     }
 
@@ -812,5 +830,63 @@ metadata: {name: backend-config}
         assert!(message.contains("Deployment `api`"), "{message}");
         assert!(message.contains("they have: backend"), "{message}");
         assert!(message.contains("components.backend.workload"), "{message}");
+    }
+
+    #[test]
+    fn ingress_hosts_come_from_the_environment_and_a_preview_needs_a_preview_url() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/k8s/app/ingress.yaml"))
+                .unwrap();
+        let files = vec![ManifestFile {
+            source: "k8s/app/ingress.yaml".into(),
+            text,
+        }];
+        let hosts = |objects: &[Rendered]| -> Vec<(String, String, String)> {
+            objects
+                .iter()
+                .map(|o| {
+                    let host = o.object["spec"]["rules"][0]["host"].as_str().unwrap();
+                    let tls = o.object["spec"]["tls"][0]["hosts"][0].as_str().unwrap();
+                    (o.name.clone(), host.to_owned(), tls.to_owned())
+                })
+                .collect()
+        };
+        let staging = render(&files, &bare()).unwrap();
+        assert_eq!(
+            hosts(&staging),
+            [(
+                "jisu".into(),
+                "staging.shop.example".into(),
+                "staging.shop.example".into()
+            )]
+        );
+        assert_eq!(staging[0].namespace.as_deref(), Some("jisu-staging"));
+
+        let mut production = bare();
+        production.urls = ingress::Urls {
+            public: "https://shop.example".into(),
+            preview: Some("https://preview.shop.example".into()),
+        };
+        assert_eq!(
+            hosts(&render(&files, &production).unwrap()),
+            [
+                ("jisu".into(), "shop.example".into(), "shop.example".into()),
+                (
+                    "jisu-preview".into(),
+                    "preview.shop.example".into(),
+                    "preview.shop.example".into()
+                ),
+            ]
+        );
+
+        production.urls.public = "http://192.0.2.7:8080".into();
+        let problems = render(&files, &production).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].object.as_deref(), Some("Ingress/jisu"));
+        assert!(
+            problems[0].message.contains("IP address"),
+            "{}",
+            problems[0]
+        );
     }
 }

@@ -263,6 +263,13 @@ pub enum Action {
         replicas: BTreeMap<String, u32>,
         /// For blue-green: the color the objects are created as.
         color: Option<ColorRole>,
+        /// The environment's public URL: its host replaces an Ingress's public host
+        /// placeholder.
+        url: String,
+        /// The blue-green preview URL: its host replaces the preview placeholder; without
+        /// one, an Ingress for the preview is left out.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        preview_url: Option<String>,
     },
     /// Wait until the Deployments are complete by kubectl's rules.
     WaitRollout {

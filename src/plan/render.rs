@@ -211,6 +211,8 @@ pub fn describe(action: &Action) -> Vec<String> {
             images,
             replicas,
             color: role,
+            url,
+            preview_url,
         } => {
             let mut lines = vec![format!(
                 "manifests {manifests} -> namespace {namespace}{}",
@@ -239,6 +241,10 @@ pub fn describe(action: &Action) -> Vec<String> {
                 let list: Vec<String> = replicas.iter().map(|(c, n)| format!("{c}={n}")).collect();
                 lines.push(format!("replicas {}", list.join(" ")));
             }
+            lines.push(match preview_url {
+                Some(preview) => format!("Ingress hosts from {url}, preview from {preview}"),
+                None => format!("Ingress hosts from {url}"),
+            });
             lines
         }
         Action::WaitRollout {

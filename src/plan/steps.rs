@@ -216,6 +216,8 @@ pub(super) fn deploy_job(
                     images,
                     replicas: env.replicas.clone(),
                     color: Some(ColorRole::Idle),
+                    url: env.url.clone(),
+                    preview_url: bg.preview_url.clone(),
                 },
             ));
             steps.push(step(
@@ -324,6 +326,8 @@ fn rolling_steps(
                 images,
                 replicas: env.replicas.clone(),
                 color: None,
+                url: env.url.clone(),
+                preview_url: None,
             },
         ),
         step(

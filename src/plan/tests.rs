@@ -217,6 +217,8 @@ fn push_to_a_rolling_environments_branch_builds_pushes_and_deploys() {
             }],
             replicas: BTreeMap::new(),
             color: None,
+            url: "https://staging.acme.example".into(),
+            preview_url: None,
         }
     );
     match &step(deploy, "command").action {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube_sim::{FaultRule, ImageBehavior, KubeSim, SimOptions};
 use serde_json::json;
@@ -386,6 +387,28 @@ async fn the_first_deploy_goes_blue_and_later_ones_alternate() {
             .map(String::as_str),
         Some("blue")
     );
+    // The public Ingress routes to the switched Services, the preview one to the idle
+    // color's; both hosts come from the pipeline file's URLs.
+    let ingresses: Api<Ingress> = Api::namespaced(bed.client.clone(), NS);
+    for (name, services) in [
+        ("jisu", ["backend", "frontend"]),
+        ("jisu-preview", ["backend-preview", "frontend-preview"]),
+    ] {
+        let spec = ingresses.get(name).await.unwrap().spec.unwrap();
+        let tls = spec.tls.unwrap();
+        assert_eq!(tls[0].hosts.as_deref(), Some(&["localhost".to_owned()][..]));
+        let rule = &spec.rules.unwrap()[0];
+        assert_eq!(rule.host.as_deref(), Some("localhost"), "{name}");
+        let backends: Vec<String> = rule
+            .http
+            .as_ref()
+            .unwrap()
+            .paths
+            .iter()
+            .map(|p| p.backend.service.as_ref().unwrap().name.clone())
+            .collect();
+        assert_eq!(backends, services, "{name}");
+    }
 
     let second = bed
         .deploy(&config, &images(0x20, "ghcr.io/jisu/platform"))
@@ -857,7 +880,7 @@ async fn deploy_no_switch_then_switch_is_a_manual_gate() {
             .contains_key("jisu.dev/scale-down-after")
     );
     // A rolling environment has nothing to switch.
-    let rolling = bed.pipeline_with("rolling", "http://127.0.0.1:9", "http://127.0.0.1:9");
+    let rolling = bed.pipeline_with("rolling", "http://localhost:9", "http://localhost:9");
     let refused = bed.jisu(&rolling, vec!["switch".into()]).await;
     assert_code(&refused, 2);
     assert!(
@@ -1284,7 +1307,7 @@ async fn deploys_are_recorded_on_github_with_requests_valid_by_its_openapi_descr
         success["environment_url"]
             .as_str()
             .unwrap()
-            .starts_with("http://127.0.0.1")
+            .starts_with("http://localhost:")
     );
     assert!(
         success["description"]

@@ -181,7 +181,8 @@ pub(crate) const IMAGES: [&str; 4] = [
 /// request lines it saw.
 pub(crate) async fn http_server(status: u16) -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
+    // By name: an environment URL names an Ingress host, which cannot be an IP address.
+    let url = format!("http://localhost:{}", listener.local_addr().unwrap().port());
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
     tokio::spawn(async move {
@@ -286,6 +287,16 @@ async fn a_healthy_deploy_applies_pinned_labelled_objects_waits_checks_and_runs_
         hash.as_str().is_some_and(|h| h.len() == 32),
         "config hash on the pod template: {hash}"
     );
+    // The Ingress host is the environment URL's; staging has no preview URL, so the
+    // preview Ingress is left out.
+    let ingress = cluster
+        .sim
+        .object("Ingress", NS, "jisu")
+        .expect("Ingress applied");
+    assert_eq!(ingress["spec"]["rules"][0]["host"], "localhost");
+    assert_eq!(ingress["spec"]["tls"][0]["hosts"][0], "localhost");
+    assert_eq!(ingress["spec"]["tls"][0]["secretName"], "jisu-tls");
+    assert!(cluster.sim.object("Ingress", NS, "jisu-preview").is_none());
     assert_eq!(
         backend["status"]["availableReplicas"], 1,
         "a new Deployment starts at 1; the HPA raises it"
@@ -676,7 +687,7 @@ async fn pruning_deletes_what_the_manifests_dropped() {
 /// Runs a deploy that must be refused as bad input, and checks the server is untouched.
 async fn refused(manifests: &str, extra: &[&str], needles: &[&str]) {
     let cluster = cluster(SimOptions::default().time_scale(20.0)).await;
-    let config = cluster.pipeline("http://127.0.0.1:9", manifests, "");
+    let config = cluster.pipeline("http://localhost:9", manifests, "");
     let before = cluster.objects();
     let (run, _) = cluster.deploy(&config, extra).await;
     assert_failed_with(&run, 2, needles);
@@ -756,7 +767,7 @@ async fn bad_flags_are_refused_before_anything_is_applied() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_environment_is_refused() {
     let cluster = cluster(SimOptions::default().time_scale(20.0)).await;
-    let config = cluster.pipeline("http://127.0.0.1:9", "k8s/app", "");
+    let config = cluster.pipeline("http://localhost:9", "k8s/app", "");
     let before = cluster.objects();
     let kubeconfig = cluster.kubeconfig.to_str().unwrap();
     let base = [
@@ -780,7 +791,7 @@ async fn an_unknown_environment_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_or_broken_kubeconfig_is_bad_input() {
     let cluster = cluster(SimOptions::default().time_scale(20.0)).await;
-    let config = cluster.pipeline("http://127.0.0.1:9", "k8s/app", "");
+    let config = cluster.pipeline("http://localhost:9", "k8s/app", "");
     let config = config.to_str().unwrap();
     let before = cluster.objects();
     let base = [

@@ -25,7 +25,7 @@ fn with_user(cluster: &Cluster, user: &str) -> String {
 
 /// `deploy --dry-run` of staging with pinned images, as in GitHub Actions, with `env`.
 async fn deploy(cluster: &Cluster, extra: &[&str], env: &[(&str, &OsStr)]) -> Run {
-    let config = cluster.pipeline("http://127.0.0.1:9", "k8s/app", "");
+    let config = cluster.pipeline("http://localhost:9", "k8s/app", "");
     let mut command = tokio::process::Command::new(binary());
     command
         .env_clear()
