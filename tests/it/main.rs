@@ -14,6 +14,7 @@ mod hardening;
 mod images;
 mod kubeconfig;
 mod lock;
+mod network_policies;
 mod plan_snapshots;
 mod registry;
 mod rollback;

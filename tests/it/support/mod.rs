@@ -4,6 +4,7 @@
 pub mod counting_proxy;
 pub mod databases;
 pub mod fake_github;
+pub mod netpol;
 pub mod prism_proxy;
 pub mod registry_server;
 pub mod s3_server;
