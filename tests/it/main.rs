@@ -2,6 +2,7 @@
 
 mod action_metadata;
 mod actions_io;
+mod alertmanager;
 mod backup;
 mod backup_store;
 mod bad_input;
