@@ -8,6 +8,7 @@ use super::{Done, Settings};
 use crate::error::InputError;
 use crate::images::build::Built;
 use crate::images::build_command::{build_spec, run_build};
+use crate::images::commit_history::HistoryAccess;
 use crate::images::promote::PromoteOutcome;
 use crate::images::prune_command::{
     GivenDigests, PruneInputs, PruneTarget, RepositoryPrune, run_prune,
@@ -130,6 +131,31 @@ pub async fn prune(
         );
         deployed.0.extend(in_cluster);
     }
+    // Commit dates from the API of the run's repository, where the checkout lacks them.
+    let history = HistoryAccess {
+        checkout: session.workspace.clone(),
+        api: match (&github_token, session.env("GITHUB_REPOSITORY")) {
+            (Some(token), Some(repository)) if is_repository_name(&repository) => {
+                Some(crate::github::RepositoryApi {
+                    base: options.github_api_url.clone(),
+                    token: token.clone(),
+                    repository,
+                })
+            }
+            (_, Some(repository)) if !is_repository_name(&repository) => {
+                return Err(InputError::new(
+                    "GITHUB_REPOSITORY",
+                    None,
+                    format!(
+                        "`{}` is not owner/name",
+                        crate::output::escape_capped(&repository, 100)
+                    ),
+                )
+                .into());
+            }
+            _ => None,
+        },
+    };
     let inputs = PruneInputs {
         target: &target,
         args: options,
@@ -137,6 +163,19 @@ pub async fn prune(
         github_token,
         dry_run: preview,
         now: jiff::Timestamp::now(),
+        history: &history,
     };
     run_prune(pipeline, inputs).await
+}
+
+/// `owner/name` as GitHub spells repositories: it goes into API paths.
+fn is_repository_name(text: &str) -> bool {
+    let part = |p: &str| {
+        !p.is_empty()
+            && !p.starts_with('.')
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    };
+    text.split_once('/')
+        .is_some_and(|(owner, name)| part(owner) && part(name))
 }
