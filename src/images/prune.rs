@@ -336,7 +336,7 @@ impl Order<'_> {
         }
         let sha = rule.sha(tag).unwrap_or_default();
         format!(
-            "; commit {} is not in the {} (force-pushed away?), so push and creation times order it",
+            "; commit {} is not in the {} (force-pushed away?), so only push and creation times can order it",
             short(&sha),
             self.history.described
         )
@@ -483,8 +483,13 @@ fn delete_reason(index: usize, version: &Version, rules: &Rules, order: &Order) 
     let Some((tag, rule, standing)) = found else {
         return "no rule keeps it".to_owned();
     };
+    let builds = if standing.newer == 1 {
+        "build is"
+    } else {
+        "builds are"
+    };
     let mut reason = format!(
-        "{} `{}` commit builds are provably newer (keeping {})",
+        "{} `{}` commit {builds} provably newer (keeping {})",
         standing.newer, rule.component, rules.keep_commit_tags
     );
     if let Some(example) = &standing.example {
@@ -715,6 +720,119 @@ mod tests {
                 .starts_with("2 `backend` commit builds are provably newer (keeping 2): `backend-"),
             "{}",
             verdicts[0].reason
+        );
+    }
+
+    fn ledger(c: char) -> String {
+        format!("backend-{}", c.to_string().repeat(40))
+    }
+
+    /// Builds of `tags`, every image created at the same instant (reproducible builds),
+    /// pushed in listing order one minute apart when `pushed`.
+    fn reproducible(tags: &[String], pushed: bool) -> Listing {
+        let versions = tags
+            .iter()
+            .enumerate()
+            .map(|(i, tag)| Version {
+                id: VersionId::Package(i as u64 + 1),
+                digest: d(tag),
+                tags: vec![tag.clone()],
+                created: Some(Timestamp::UNIX_EPOCH),
+                pushed: pushed
+                    .then(|| Timestamp::from_second(1_799_000_000 + 60 * i as i64).unwrap()),
+            })
+            .collect();
+        listing(versions)
+    }
+
+    /// `main` with the commits `chars`, tip first.
+    fn main_history(chars: &[char]) -> History {
+        let mut history = History::new("git history of `main`");
+        let chain: Vec<(String, Timestamp)> = chars
+            .iter()
+            .map(|c| (c.to_string().repeat(40), Timestamp::UNIX_EPOCH))
+            .collect();
+        history.add_chain("main", &chain);
+        history
+    }
+
+    #[test]
+    fn reproducible_builds_follow_the_commits_not_the_tag_names_or_push_order() {
+        // Pushed fff, ccc, ddd (a rebuild of ccc last would be the same); main is c -> d -> f.
+        let l = reproducible(&[ledger('f'), ledger('c'), ledger('d')], true);
+        let mut r = rules(&[]);
+        r.keep_commit_tags = 1;
+        let verdicts = super::decide(&l, &facts(&l), &r, &main_history(&['f', 'd', 'c'])).unwrap();
+        assert_eq!(deleted(&verdicts), vec![2, 3]);
+        assert_eq!(
+            verdicts[0].reason,
+            format!(
+                "`{}` is among the newest 1 `backend` commit builds: 0 provably newer",
+                ledger('f')
+            )
+        );
+        assert_eq!(
+            verdicts[1].reason,
+            "2 `backend` commit builds are provably newer (keeping 1): commit dddddddddddd… is 1 commit newer on `main` (git history)"
+        );
+        assert_eq!(
+            verdicts[2].reason,
+            "1 `backend` commit build is provably newer (keeping 1): commit ffffffffffff… is 1 commit newer on `main` (git history)"
+        );
+    }
+
+    #[test]
+    fn created_times_that_tie_keep_everything_and_say_so() {
+        let l = reproducible(&[ledger('c'), ledger('d'), ledger('f')], false);
+        let mut r = rules(&[]);
+        r.keep_commit_tags = 1;
+        let verdicts = decide(&l, &facts(&l), &r).unwrap();
+        assert!(deleted(&verdicts).is_empty());
+        for verdict in &verdicts {
+            assert!(
+                verdict.reason.contains(
+                    "0 provably newer; 2 not ordered against it (created times tie); kept"
+                ),
+                "{}",
+                verdict.reason
+            );
+        }
+    }
+
+    #[test]
+    fn a_force_pushed_commit_is_ordered_by_its_push_time_and_says_so() {
+        // 9 is not on main any more; it was pushed between the builds of c and f.
+        let l = reproducible(&[ledger('c'), ledger('9'), ledger('f')], true);
+        let mut r = rules(&[]);
+        r.keep_commit_tags = 1;
+        let verdicts = super::decide(&l, &facts(&l), &r, &main_history(&['f', 'c'])).unwrap();
+        assert_eq!(deleted(&verdicts), vec![1, 2]);
+        let reason = &verdicts[1].reason;
+        assert!(
+            reason.starts_with(
+                "1 `backend` commit build is provably newer (keeping 1): `backend-ffff"
+            ),
+            "{reason}"
+        );
+        assert!(
+            reason.contains("was pushed later, 2027-01-03 18:15:20Z (Packages API)"),
+            "{reason}"
+        );
+        assert!(
+            reason.ends_with("; commit 999999999999… is not in the git history of `main` (force-pushed away?), so only push and creation times can order it"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn tags_and_reasons_print_as_one_escaped_line() {
+        let l = listing(vec![v(1, "a", &["v1\n::error::x"], Some(1))]);
+        let verdicts = decide(&l, &facts(&l), &rules(&[])).unwrap();
+        let line = verdicts[0].to_string();
+        assert!(!line.contains('\n'), "{line}");
+        assert!(
+            line.contains(r"(v1\n::error::x): tag `v1\n::error::x`"),
+            "{line}"
         );
     }
 
