@@ -115,6 +115,26 @@ pub async fn prune(
             .map(|(name, text)| (name.as_str(), text.as_str())),
     )?;
     let github_token = session.env("GITHUB_TOKEN").map(Secret::new);
+    // Commit dates from the API of the run's repository, where the checkout lacks them.
+    let repository = session.env("GITHUB_REPOSITORY");
+    if let Some(repository) = &repository
+        && !crate::github::is_repository_name(repository)
+    {
+        let shown = crate::output::escape_capped(repository, 100);
+        let problem = format!("`{shown}` is not owner/name");
+        return Err(InputError::new("GITHUB_REPOSITORY", None, problem).into());
+    }
+    let history = HistoryAccess {
+        checkout: session.workspace.clone(),
+        api: github_token
+            .clone()
+            .zip(repository)
+            .map(|(token, repository)| crate::github::RepositoryApi {
+                base: options.github_api_url.clone(),
+                token,
+                repository,
+            }),
+    };
     if !options.no_cluster {
         // Fail closed: pruning without knowing what runs could delete a live image.
         let namespaces: Vec<String> = pipeline
@@ -131,31 +151,6 @@ pub async fn prune(
         );
         deployed.0.extend(in_cluster);
     }
-    // Commit dates from the API of the run's repository, where the checkout lacks them.
-    let history = HistoryAccess {
-        checkout: session.workspace.clone(),
-        api: match (&github_token, session.env("GITHUB_REPOSITORY")) {
-            (Some(token), Some(repository)) if is_repository_name(&repository) => {
-                Some(crate::github::RepositoryApi {
-                    base: options.github_api_url.clone(),
-                    token: token.clone(),
-                    repository,
-                })
-            }
-            (_, Some(repository)) if !is_repository_name(&repository) => {
-                return Err(InputError::new(
-                    "GITHUB_REPOSITORY",
-                    None,
-                    format!(
-                        "`{}` is not owner/name",
-                        crate::output::escape_capped(&repository, 100)
-                    ),
-                )
-                .into());
-            }
-            _ => None,
-        },
-    };
     let inputs = PruneInputs {
         target: &target,
         args: options,
@@ -166,16 +161,4 @@ pub async fn prune(
         history: &history,
     };
     run_prune(pipeline, inputs).await
-}
-
-/// `owner/name` as GitHub spells repositories: it goes into API paths.
-fn is_repository_name(text: &str) -> bool {
-    let part = |p: &str| {
-        !p.is_empty()
-            && !p.starts_with('.')
-            && p.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-    };
-    text.split_once('/')
-        .is_some_and(|(owner, name)| part(owner) && part(name))
 }

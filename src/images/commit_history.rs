@@ -157,7 +157,8 @@ impl Git {
         })
     }
 
-    /// Runs `git args`; its standard output (at most `keep` bytes) when it succeeds.
+    /// Runs `git args`; its standard output (at most `keep` bytes) when it succeeds. A
+    /// failure is logged, except for a `rev-parse --verify --quiet` (a missing ref).
     async fn run(&self, args: &[&str], keep: usize) -> Option<Vec<u8>> {
         let argv: Vec<String> = std::iter::once("git")
             .chain(args.iter().copied())
@@ -178,8 +179,9 @@ impl Git {
                 warn!("`git {}` wrote more than {keep} bytes; not used", args[0]);
                 None
             }
+            Err(_) if args.contains(&"--verify") => None,
             Err(err) => {
-                info!("{err}");
+                warn!("{err}: `git {}`; its commits stay unknown", args[0]);
                 None
             }
         }

@@ -329,12 +329,20 @@ impl Order<'_> {
         self.standings.get(&rule.component)?.get(&index)
     }
 
-    /// What reasons add for a build whose commit the history does not have.
-    fn unknown_note(&self, standing: &Standing, tag: &str, rule: &CommitTagRule) -> String {
+    /// What reasons add for a build whose commit the history does not have: the first of
+    /// its `rule` tags' shas that is missing.
+    fn unknown_note(&self, standing: &Standing, version: &Version, rule: &CommitTagRule) -> String {
         if !standing.unknown_commit {
             return String::new();
         }
-        let sha = rule.sha(tag).unwrap_or_default();
+        let Some(sha) = version
+            .tags
+            .iter()
+            .filter_map(|tag| rule.sha(tag))
+            .find(|sha| self.history.find(sha).is_none())
+        else {
+            return String::new();
+        };
         format!(
             "; commit {} is not in the {} (force-pushed away?), so only push and creation times can order it",
             short(&sha),
@@ -421,7 +429,7 @@ fn first_keep_reason(
             continue;
         };
         let component = &rule.component;
-        let note = order.unknown_note(standing, tag, rule);
+        let note = order.unknown_note(standing, version, rule);
         if standing.contradicted {
             return Some(format!(
                 "the evidence ordering `{tag}` among the `{component}` builds contradicts itself; kept{note}"
@@ -478,9 +486,9 @@ fn delete_reason(index: usize, version: &Version, rules: &Rules, order: &Order) 
     // Every tag is a commit tag whose build has at least N provably newer ones.
     let found = version.tags.iter().find_map(|tag| {
         let rule = rules.commit_tags.iter().find(|r| r.matches(tag))?;
-        Some((tag, rule, order.of(rule, index)?))
+        Some((rule, order.of(rule, index)?))
     });
-    let Some((tag, rule, standing)) = found else {
+    let Some((rule, standing)) = found else {
         return "no rule keeps it".to_owned();
     };
     let builds = if standing.newer == 1 {
@@ -495,7 +503,7 @@ fn delete_reason(index: usize, version: &Version, rules: &Rules, order: &Order) 
     if let Some(example) = &standing.example {
         reason.push_str(&format!(": {example}"));
     }
-    reason.push_str(&order.unknown_note(standing, tag, rule));
+    reason.push_str(&order.unknown_note(standing, version, rule));
     reason
 }
 
