@@ -334,6 +334,66 @@ mod tests {
         );
     }
 
+    /// Runs `git args` in `dir` with a fixed identity and both commit dates `date`.
+    fn git(dir: &Path, args: &[&str], date: &str) -> String {
+        let out = std::process::Command::new("git")
+            .current_dir(dir)
+            .args(["-c", "user.name=T", "-c", "user.email=t@example.invalid"])
+            .args(["-c", "commit.gpgsign=false"])
+            .args(args)
+            .env("GIT_AUTHOR_DATE", date)
+            .env("GIT_COMMITTER_DATE", date)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    #[tokio::test]
+    async fn chains_and_commits_off_them_come_from_the_checkout() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let commit = |message: &str, date: &str| {
+            git(d, &["commit", "-q", "--allow-empty", "-m", message], date);
+            git(d, &["rev-parse", "HEAD"], date)
+        };
+        git(d, &["init", "-q", "-b", "main"], "2026-11-01T00:00:00Z");
+        let first = commit("one", "2026-11-01T00:00:00Z");
+        git(
+            d,
+            &["checkout", "-q", "-b", "feature"],
+            "2026-11-01T00:00:00Z",
+        );
+        let side = commit("side", "2026-11-02T00:00:00Z");
+        git(d, &["checkout", "-q", "main"], "2026-11-01T00:00:00Z");
+        let tip = commit("two", "2026-11-03T00:00:00Z");
+        let access = HistoryAccess {
+            checkout: d.to_owned(),
+            api: None,
+        };
+        let shas = BTreeSet::from([side[..7].to_owned(), "c".repeat(40)]);
+        let branches = ["main".to_owned(), "develop".to_owned()];
+        let history = read(&access, &branches, &shas).await;
+        assert_eq!(history.branches(), ["main"]);
+        assert_eq!(history.described, "git history of `main`");
+        let (_, tip_facts) = history.find(&tip).unwrap();
+        assert_eq!(tip_facts.chains, [(0, 0)]);
+        assert_eq!(history.find(&first).unwrap().1.chains, [(0, 1)]);
+        // The side commit is on no chain read, but the checkout dates it.
+        let (full, facts) = history.find(&side[..7]).unwrap();
+        assert_eq!(full, side);
+        assert!(facts.chains.is_empty());
+        assert_eq!(
+            facts.time,
+            Some(("2026-11-02T00:00:00Z".parse().unwrap(), CommitSource::Git))
+        );
+        assert!(history.find(&"c".repeat(40)).is_none());
+    }
+
     #[tokio::test]
     async fn a_directory_without_git_has_no_history_but_says_so() {
         let dir = tempfile::tempdir().unwrap();
