@@ -833,6 +833,53 @@ mod tests {
     }
 
     #[test]
+    fn contradicting_evidence_keeps_the_builds_it_concerns() {
+        // main: f, d, c (tip first). 8 and 9 are off the history; push times (listing
+        // order) say d < 8 < 9 < c, against the chain's c < d. 7 was pushed before them all.
+        let l = reproducible(
+            &[
+                ledger('7'),
+                ledger('d'),
+                ledger('8'),
+                ledger('9'),
+                ledger('c'),
+            ],
+            true,
+        );
+        let mut r = rules(&[]);
+        r.keep_commit_tags = 1;
+        let verdicts = super::decide(&l, &facts(&l), &r, &main_history(&['f', 'd', 'c'])).unwrap();
+        assert_eq!(deleted(&verdicts), vec![1]);
+        assert!(
+            verdicts[4]
+                .reason
+                .starts_with("the evidence ordering `backend-cccc"),
+            "{}",
+            verdicts[4].reason
+        );
+        assert!(verdicts[4].reason.contains("contradicts itself; kept"));
+    }
+
+    #[test]
+    fn too_many_builds_of_one_component_refuse_the_prune() {
+        let versions = (0..=MAX_ORDERED_BUILDS as u64)
+            .map(|n| Version {
+                id: VersionId::Package(n),
+                digest: d(&n.to_string()),
+                tags: vec![format!("backend-{n:040x}")],
+                created: None,
+                pushed: None,
+            })
+            .collect();
+        let l = listing(versions);
+        let err = decide(&l, &facts(&l), &rules(&[])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "component `backend` has 10001 commit builds, more than the 10000 prune orders; nothing is deleted"
+        );
+    }
+
+    #[test]
     fn tags_and_reasons_print_as_one_escaped_line() {
         let l = listing(vec![v(1, "a", &["v1\n::error::x"], Some(1))]);
         let verdicts = decide(&l, &facts(&l), &rules(&[])).unwrap();
