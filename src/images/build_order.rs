@@ -593,9 +593,8 @@ mod tests {
 
     #[test]
     fn two_thousand_builds_on_one_chain_are_ordered_in_seconds() {
-        // The worst case: every build on one chain, so every pair is compared twice. The
-        // bound's 10,000 (MAX_ORDERED_BUILDS) took 2.8 s in a release build, 33 s in a debug
-        // one; a fifth of them keeps this test quick.
+        // The worst case: every build on one chain, so every pair is compared twice. 10,000
+        // took 2.8 s in a release build, 33 s in a debug one; 2,000 keep this test quick.
         let n = 2_000;
         let shas: Vec<String> = (0..n).map(|i| format!("{i:040x}")).collect();
         let mut h = History::new("git");
