@@ -142,6 +142,8 @@ impl Git {
         let mut env = std::collections::BTreeMap::from([
             ("GIT_TERMINAL_PROMPT".to_owned(), "0".to_owned()),
             ("GIT_OPTIONAL_LOCKS".to_owned(), "0".to_owned()),
+            // A partial clone (`filter: tree:0`) would fetch an unknown sha from the remote.
+            ("GIT_NO_LAZY_FETCH".to_owned(), "1".to_owned()),
             ("LC_ALL".to_owned(), "C".to_owned()),
         ]);
         // Never a repository above the checkout.
