@@ -128,8 +128,9 @@ pub enum ImageCommand {
     Build(BuildArgs),
     /// Delete image versions the pipeline's `retention:` no longer keeps (the plan's
     /// `prune` job). Keeps environment tags, `latest`, other non-commit tags, the newest N
-    /// commit tags per component, every deployed digest, attestations and children of kept
-    /// indexes; fails closed. With --dry-run lists every version with keep/delete and why.
+    /// commit builds per component (ordered by their commits' git history, then push and
+    /// creation times), every deployed digest, attestations and children of kept indexes;
+    /// fails closed. With --dry-run lists every version with keep/delete and why.
     Prune(PruneArgs),
 }
 

@@ -8,6 +8,7 @@ use super::{Done, Settings};
 use crate::error::InputError;
 use crate::images::build::Built;
 use crate::images::build_command::{build_spec, run_build};
+use crate::images::commit_history::HistoryAccess;
 use crate::images::promote::PromoteOutcome;
 use crate::images::prune_command::{
     GivenDigests, PruneInputs, PruneTarget, RepositoryPrune, run_prune,
@@ -114,6 +115,26 @@ pub async fn prune(
             .map(|(name, text)| (name.as_str(), text.as_str())),
     )?;
     let github_token = session.env("GITHUB_TOKEN").map(Secret::new);
+    // Commit dates from the API of the run's repository, where the checkout lacks them.
+    let repository = session.env("GITHUB_REPOSITORY");
+    if let Some(repository) = &repository
+        && !crate::github::is_repository_name(repository)
+    {
+        let shown = crate::output::escape_capped(repository, 100);
+        let problem = format!("`{shown}` is not owner/name");
+        return Err(InputError::new("GITHUB_REPOSITORY", None, problem).into());
+    }
+    let history = HistoryAccess {
+        checkout: session.workspace.clone(),
+        api: github_token
+            .clone()
+            .zip(repository)
+            .map(|(token, repository)| crate::github::RepositoryApi {
+                base: options.github_api_url.clone(),
+                token,
+                repository,
+            }),
+    };
     if !options.no_cluster {
         // Fail closed: pruning without knowing what runs could delete a live image.
         let namespaces: Vec<String> = pipeline
@@ -137,6 +158,7 @@ pub async fn prune(
         github_token,
         dry_run: preview,
         now: jiff::Timestamp::now(),
+        history: &history,
     };
     run_prune(pipeline, inputs).await
 }

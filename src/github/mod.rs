@@ -39,3 +39,29 @@ impl RepositoryApi {
         })
     }
 }
+
+/// `owner/name` as GitHub spells repositories (letters, digits, `-`, `_`, `.`): such a name
+/// goes into API paths.
+pub fn is_repository_name(text: &str) -> bool {
+    let part = |p: &str| {
+        !p.is_empty()
+            && !p.starts_with('.')
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    };
+    text.split_once('/')
+        .is_some_and(|(owner, name)| part(owner) && part(name))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn repository_names() {
+        assert!(super::is_repository_name("jisu/platform.web_2-x"));
+        for bad in [
+            "jisu", "jisu/", "/x", "a/b/c", "a/../b", "a/.git", "a/b?x=1", "a/b c",
+        ] {
+            assert!(!super::is_repository_name(bad), "{bad}");
+        }
+    }
+}

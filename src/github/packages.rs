@@ -229,13 +229,16 @@ fn version(item: &PackageVersion) -> anyhow::Result<Version> {
             item.id
         );
     };
-    let created = jiff::Timestamp::from_second(item.created_at.timestamp())
-        .context("creation time out of range")?;
+    // `created_at` is when the version was pushed (the image's own `created` is in its
+    // config, and reproducible builds set it to one fixed instant).
+    let pushed = jiff::Timestamp::from_second(item.created_at.timestamp())
+        .context("push time (created_at) out of range")?;
     Ok(Version {
         id: VersionId::Package(item.id.into_inner()),
         digest,
         tags: container.tags.clone(),
-        created: Some(created),
+        created: None,
+        pushed: Some(pushed),
     })
 }
 

@@ -4,6 +4,8 @@
 
 pub mod build;
 pub mod build_command;
+pub mod build_order;
+pub mod commit_history;
 pub mod credentials;
 pub mod promote;
 pub mod prune;

@@ -1,7 +1,8 @@
 //! Runs `image prune`: validates the inputs, lists every repository the pipeline pushes to
 //! (GitHub Packages API on ghcr.io, the registry's tag list elsewhere), reads every listed
-//! manifest, decides with [`super::prune::decide`] for all repositories, and only then
-//! deletes. A dry run prints the decisions and deletes nothing.
+//! manifest, reads the order of the commits the tags name ([`super::commit_history`]),
+//! decides with [`super::prune::decide`] for all repositories, and only then deletes. A
+//! dry run prints the decisions and deletes nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -9,6 +10,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use tracing::info;
 
+use super::commit_history::{self, HistoryAccess};
 use super::credentials::client_from_env;
 use super::prune::{
     CommitTagRule, Listing, ManifestFacts, Rules, Verdict, Version, VersionId, decide,
@@ -187,6 +189,8 @@ pub struct PruneInputs<'a, D: DeployedDigests> {
     pub dry_run: bool,
     /// Now.
     pub now: jiff::Timestamp,
+    /// Where the order of the commits is read.
+    pub history: &'a HistoryAccess,
 }
 
 /// Runs the prune over every repository of the pipeline.
@@ -260,8 +264,9 @@ pub async fn run_prune<D: DeployedDigests>(
         .await
         .context("reading the deployed digests")?;
 
-    // Decide for every repository before deleting anything anywhere.
-    let mut plans = Vec::new();
+    // List every repository, then read the commits' order once, then decide for every
+    // repository before deleting anything anywhere.
+    let mut listed = Vec::new();
     for (i, (reference, mut rules)) in parsed.into_iter().enumerate() {
         rules.deployed = deployed.clone();
         // A token service grants manifest deletes only for the `delete` action.
@@ -286,7 +291,16 @@ pub async fn run_prune<D: DeployedDigests>(
             }
             None => list_by_tags(&client, &reference).await?,
         };
-        let mut verdicts = decide(&listing, &facts, &rules)
+        listed.push((reference, rules, listing, facts));
+    }
+    let shas: BTreeSet<String> = listed
+        .iter()
+        .flat_map(|(_, rules, listing, _)| commit_shas(rules, listing))
+        .collect();
+    let history = commit_history::read(inputs.history, &history_branches(pipeline), &shas).await;
+    let mut plans = Vec::new();
+    for (reference, rules, listing, facts) in listed {
+        let mut verdicts = decide(&listing, &facts, &rules, &history)
             .with_context(|| format!("pruning {}", reference.name()))?;
         // Indexes go before their children, so no moment leaves an index whose child is
         // already gone.
@@ -326,6 +340,28 @@ pub async fn run_prune<D: DeployedDigests>(
         });
     }
     Ok(results)
+}
+
+/// The branches whose history orders commit builds: the default branch, then each
+/// environment's, once each.
+pub fn history_branches(pipeline: &Pipeline) -> Vec<String> {
+    let mut branches = vec![pipeline.default_branch.clone()];
+    for environment in pipeline.environments.values() {
+        if !branches.contains(&environment.branch) {
+            branches.push(environment.branch.clone());
+        }
+    }
+    branches
+}
+
+/// The shas the commit tags of `listing` carry.
+fn commit_shas<'a>(rules: &'a Rules, listing: &'a Listing) -> impl Iterator<Item = String> + 'a {
+    listing.versions.iter().flat_map(move |version| {
+        version
+            .tags
+            .iter()
+            .filter_map(move |tag| rules.commit_tags.iter().find_map(|rule| rule.sha(tag)))
+    })
 }
 
 /// Reads every listed version's manifest. A version whose manifest is gone is left out of
@@ -378,6 +414,7 @@ async fn list_by_tags(
                 digest: manifest.digest.clone(),
                 tags: Vec::new(),
                 created: None,
+                pushed: None,
             });
         entry.tags.push(tag);
         if !facts.contains_key(&manifest.digest) {

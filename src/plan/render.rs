@@ -346,7 +346,7 @@ pub fn describe(action: &Action) -> Vec<String> {
         } => vec![
             format!("repositories {}", repositories.join(", ")),
             format!(
-                "keep the newest {keep_sha_tags} sha tags per component; untagged versions go after {delete_untagged_after}"
+                "keep the newest {keep_sha_tags} commit builds per component, by the commits' history; untagged versions go after {delete_untagged_after}"
             ),
             format!("always kept: {}", always_keep.join(", ")),
         ],

@@ -4,6 +4,7 @@
 
 mod packages_fake;
 mod prune;
+mod prune_order;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -24,12 +24,22 @@ fn days_ago(days: i64) -> String {
     ts.round(jiff::Unit::Second).unwrap().to_string()
 }
 
+/// How reasons show the push time of the version tagged `commit_tag(n)`.
+fn days_ago_shown(versions: &[FakeVersion], n: u32) -> String {
+    let version = versions
+        .iter()
+        .find(|v| v.tags.contains(&commit_tag(n)))
+        .unwrap();
+    let at: jiff::Timestamp = version.created.parse().unwrap();
+    at.strftime("%Y-%m-%d %H:%M:%SZ").to_string()
+}
+
 fn commit_tag(n: u32) -> String {
     format!("sha-{}", n.to_string().repeat(40))
 }
 
 /// Distinct content for every blob pushed.
-fn unique(label: &str) -> Bytes {
+pub(super) fn unique(label: &str) -> Bytes {
     static N: AtomicU64 = AtomicU64::new(0);
     Bytes::from(format!("{label}-{}", N.fetch_add(1, Ordering::Relaxed)).into_bytes())
 }
@@ -136,7 +146,7 @@ async fn push_index(
     push_manifest(c, &repo.with_tag(tag).unwrap(), body, OCI_INDEX).await
 }
 
-fn client(server: &RegistryServer) -> RegistryClient {
+pub(super) fn client(server: &RegistryServer) -> RegistryClient {
     RegistryClient::new(
         &server.host(),
         ClientOptions {
@@ -147,7 +157,7 @@ fn client(server: &RegistryServer) -> RegistryClient {
     .unwrap()
 }
 
-fn prune(dir: &Path, config: &Path, extra: &[&str], env: &[(&str, &str)]) -> Run {
+pub(super) fn prune(dir: &Path, config: &Path, extra: &[&str], env: &[(&str, &str)]) -> Run {
     let output = dir.join("github_output");
     let mut args = vec![
         "image",
@@ -428,7 +438,7 @@ async fn github_packages_prune_through_prism_validated_requests() {
         v(10, &deployed, &[], 30),
         v(11, &release, &["v2.0.0".into()], 300),
     ];
-    let fake = FakePackages::start("api", versions, 3).await;
+    let fake = FakePackages::start("api", versions.clone(), 3).await;
     let prism = PrismProxy::start(&fake.server.uri());
     fake.state.lock().unwrap().public_base = prism.url();
     prism_rejects_requests_outside_the_description(&prism).await;
@@ -473,6 +483,17 @@ async fn github_packages_prune_through_prism_validated_requests() {
             "{}",
             run.stdout
         );
+    }
+    // No checkout history here: the versions' `created_at` (push time) orders the builds,
+    // and the reasons say so.
+    for (digest, newer, nearest) in [(&p1, 3, 2), (&p2, 2, 3)] {
+        let line = would.iter().find(|l| l.contains(digest.as_str())).unwrap();
+        let expected = format!(
+            "{newer} `api` commit builds are provably newer (keeping 2): `{}` was pushed later, {} (Packages API)",
+            commit_tag(nearest),
+            days_ago_shown(&versions, nearest)
+        );
+        assert!(line.contains(&expected), "{line}\n{expected}");
     }
     {
         let state = fake.state.lock().unwrap();
