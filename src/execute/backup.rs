@@ -39,7 +39,8 @@ pub fn open_store(session: &Session) -> anyhow::Result<(&Backup, Store)> {
 }
 
 /// The database `backup.postgres` names, its password from `PGPASSWORD`, else from the
-/// pgpass file `PGPASSFILE` names (or `~/.pgpass`), read with a size limit.
+/// pgpass file `PGPASSFILE` names (or `~/.pgpass`), read with a size limit. A password
+/// found in the file is masked like the environment's secrets before anything uses it.
 pub fn database(session: &Session, backup: &Backup) -> Option<postgres::Database> {
     backup.postgres.as_ref().map(|pg| {
         let mut db = postgres::Database {
@@ -61,6 +62,9 @@ pub fn database(session: &Session, backup: &Backup) -> Option<postgres::Database
             db.password = file
                 .and_then(|file| crate::config::read_input(&file, "the pgpass file").ok())
                 .and_then(|text| postgres::password_from_pgpass(&text, &db));
+            if let Some(password) = &db.password {
+                session.runner.mask(password);
+            }
         }
         db
     })

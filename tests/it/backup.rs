@@ -806,6 +806,69 @@ async fn an_upload_truncated_on_the_way_exits_1_and_leaves_no_backup_counted() {
     }
 }
 
+/// A password that only the pgpass file holds is masked like an environment secret
+/// before the backup uses it, and appears nowhere else, even when the database is gone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_from_the_pgpass_file_is_masked_before_use() {
+    let moto = crate::support::s3_server::MotoServer::start().await;
+    moto.create_bucket("backups").await;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "pgpass-only-s3cret";
+    // Port 1: nothing listens, so the backup fails after reading the password.
+    let pgpass = dir.path().join("pgpass");
+    std::fs::write(&pgpass, format!("127.0.0.1:1:app:jisu:{secret}\n")).unwrap();
+    let config = dir.path().join("jisu-deploy.yml");
+    std::fs::write(
+        &config,
+        "version: 1
+images: {scheme: per-component, owner: acme}
+components:
+  app: {context: app, dockerfile: app/Dockerfile}
+environments:
+  production: {branch: main, namespace: prod, url: 'https://acme.example', strategy: rolling, manifests: k8s}
+backup:
+  schedule: '0 2 * * *'
+  environment: production
+  targets: [postgres]
+  destination: s3://backups/production
+  retain_for: 7d
+  timeout: 5s
+  postgres: {host: 127.0.0.1, port: 1, user: jisu, database: app}
+",
+    )
+    .unwrap();
+    let summary = dir.path().join("summary.md");
+    std::fs::write(&summary, "").unwrap();
+    let run: crate::support::Run = tokio::task::block_in_place(|| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_jisu-deploy"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap())
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_STEP_SUMMARY", &summary)
+            .env("PGPASSFILE", &pgpass)
+            .env("AWS_ACCESS_KEY_ID", "testing-key-id")
+            .env("AWS_SECRET_ACCESS_KEY", "testing-secret-key")
+            .env("AWS_ENDPOINT_URL", moto.endpoint())
+            .args(["backup", "--config"])
+            .arg(&config)
+            .arg("--workspace")
+            .arg(dir.path())
+            .output()
+            .unwrap()
+            .into()
+    });
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let masks: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|line| line.contains(secret))
+        .collect();
+    assert_eq!(masks, [format!("::add-mask::{secret}")], "{}", run.stdout);
+    assert!(!run.stderr.contains(secret), "{}", run.stderr);
+    let written = std::fs::read_to_string(&summary).unwrap();
+    assert!(!written.contains(secret), "{written}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn backup_needs_only_the_pipeline_file_where_plan_needs_the_checkout() {
     // As in the CronJob: the pipeline file mounted alone, no repository beside it.
