@@ -22,7 +22,8 @@ use crate::images::credentials::{RegistryAccess, retag_images};
 use crate::images::tags;
 use crate::oci::RetagOptions;
 use crate::output;
-use crate::plan::{self, Plan, render};
+use crate::plan::render::{self, View};
+use crate::plan::{self, Plan};
 use crate::report::summary;
 use crate::session::Session;
 
@@ -84,14 +85,17 @@ fn plan_command(session: &Session, args: &PlanArgs) -> Result<()> {
     let plan = plan_for(session, &args.event.sources()?)?;
     let runner = &session.runner;
     // In Actions the plan folds into one log group titled by its headline.
-    runner.group(&format!("jisu-deploy plan: {}", render::headline(&plan)));
+    runner.group(&format!(
+        "jisu-deploy plan: {}",
+        render::headline(&plan, View::Plan)
+    ));
     match args.output {
-        OutputFormat::Text => output::out(&render::text(&plan)),
+        OutputFormat::Text => output::out(&render::text(&plan, View::Plan)),
         OutputFormat::Json => output::out(&render::json(&plan)),
     }
     runner.end_group();
     plan_outputs(session, &plan)?;
-    runner.append_summary(&summary::plan_markdown(&plan))?;
+    runner.append_summary(&summary::plan_markdown(&plan, View::Plan))?;
     Ok(())
 }
 
@@ -134,9 +138,9 @@ fn run_command(session: &Session, args: &RunArgs) -> Result<()> {
         let plan = crate::execute::only_jobs(&plan, &jobs)?;
         session.runner.group(&format!(
             "jisu-deploy run (dry run): {}",
-            render::headline(&plan)
+            render::headline(&plan, View::DryRun)
         ));
-        output::out(&render::text(&plan));
+        output::out(&render::text(&plan, View::DryRun));
         session.runner.end_group();
         plan_outputs(session, &plan)?;
         // Nothing was pushed, so there is nothing for a later job to pin.
@@ -145,7 +149,7 @@ fn run_command(session: &Session, args: &RunArgs) -> Result<()> {
             .set_outputs(&[("digests", "{}".to_owned())])?;
         session
             .runner
-            .append_summary(&summary::plan_markdown(&plan))?;
+            .append_summary(&summary::plan_markdown(&plan, View::DryRun))?;
         return Ok(());
     }
     let settings = settings(

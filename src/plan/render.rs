@@ -9,15 +9,23 @@ use super::{Action, ColorRole, Decision, ImageSource, Plan, When, short};
 use crate::config::context::{DispatchRequest, Event, GitRef};
 use crate::config::pipeline::{Stream, Thresholds};
 
-/// One line saying what event the plan is for.
-pub fn headline(plan: &Plan) -> String {
-    // `plan` itself changes nothing; the bracket says what a run of this plan would do.
-    let mode = if plan.dry_run {
-        "a run would be a dry run"
-    } else {
-        "a run would change things"
+/// Who shows a plan, which its headline says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// `plan`: changes nothing, and says what a run of the plan would do.
+    Plan,
+    /// A dry `run`: the plan it would carry out, and nothing changed.
+    DryRun,
+}
+
+/// One line saying what event the plan is for, and what showing it means.
+pub fn headline(plan: &Plan, view: View) -> String {
+    let mode = match view {
+        View::Plan if plan.dry_run => "plan only: a run would be a dry run",
+        View::Plan => "plan only: a run would change things",
+        View::DryRun => "dry run: nothing is changed",
     };
-    format!("{} [plan only: {mode}]", headline_event(plan))
+    format!("{} [{mode}]", headline_event(plan))
 }
 
 /// The event the plan is for, in words: `push to branch `develop` at 3f2c1e0`.
@@ -66,9 +74,9 @@ fn mark(decision: &Decision) -> &'static str {
 }
 
 /// The plan as an indented tree.
-pub fn text(plan: &Plan) -> String {
+pub fn text(plan: &Plan, view: View) -> String {
     let mut out = String::new();
-    output::push_line(&mut out, &format!("Plan for {}", headline(plan)));
+    output::push_line(&mut out, &format!("Plan for {}", headline(plan, view)));
     for note in &plan.notes {
         output::push_line(&mut out, &format!("  note: {note}"));
     }

@@ -18,13 +18,19 @@ use crate::output;
 
 use self::markdown::cell;
 use crate::execute::report::{RunReport, human_millis, status_word};
-use crate::plan::{Plan, render};
+use crate::plan::Plan;
+use crate::plan::render::{self, View};
 
-/// Markdown for `GITHUB_STEP_SUMMARY`.
-pub fn plan_markdown(plan: &Plan) -> String {
+/// Markdown for `GITHUB_STEP_SUMMARY`: the plan as `plan` shows it or a dry `run` would
+/// carry it out.
+pub fn plan_markdown(plan: &Plan, view: View) -> String {
     let mut md = String::new();
-    let _ = writeln!(md, "## jisu-deploy plan\n");
-    let _ = writeln!(md, "{}\n", cell(&render::headline(plan)));
+    let title = match view {
+        View::Plan => "## jisu-deploy plan",
+        View::DryRun => "## jisu-deploy run (dry run)",
+    };
+    let _ = writeln!(md, "{title}\n");
+    let _ = writeln!(md, "{}\n", cell(&render::headline(plan, view)));
     for note in &plan.notes {
         let _ = writeln!(md, "> {}\n", cell(note));
     }

@@ -401,6 +401,15 @@ fn a_dry_run_prints_the_plan_and_contacts_nothing() {
         &[],
     );
     assert_eq!(run.code, 0, "{}", run.stderr);
+    // The headline says what this is: the dry run itself, not a plan of one.
+    assert!(
+        run.stdout.starts_with(&format!(
+            "Plan for push to branch `develop` at {} [dry run: nothing is changed]\n",
+            &SHA[..7]
+        )),
+        "{}",
+        run.stdout
+    );
     for line in [
         "[run ] lint",
         "[run ] build",

@@ -11,6 +11,7 @@ use jisu_deploy::execute::report::{
     FindingLine, GateFindings, JobReport, REPORT_SCHEMA_VERSION, RunReport, Status, StepReport,
 };
 use jisu_deploy::plan::Plan;
+use jisu_deploy::plan::render::View;
 use jisu_deploy::report::summary::{SUMMARY_LIMIT_BYTES, plan_markdown, run_markdown};
 
 use crate::support::{example_config, example_event, repo_root};
@@ -509,7 +510,7 @@ fn mermaid_parses_every_diagram_of_the_summaries() {
     for event in events {
         add(
             &format!("plan-{event}"),
-            &plan_markdown(&example_plan(event)),
+            &plan_markdown(&example_plan(event), View::Plan),
             1,
         );
     }
@@ -527,7 +528,7 @@ fn mermaid_parses_every_diagram_of_the_summaries() {
         chart.contains("[\"class #34;x#34; #35;1; #60;b#62;#96;\"]"),
         "{chart}"
     );
-    add("plan-hostile", &plan_markdown(&hostile), 1);
+    add("plan-hostile", &plan_markdown(&hostile, View::Plan), 1);
     add(
         "run-succeeded",
         &run_markdown(&succeeded_run(), Some(&example_plan("push-develop.json"))),
