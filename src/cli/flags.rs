@@ -178,8 +178,9 @@ pub struct PruneFlags {
     /// GitHub REST API base URL (GitHub Enterprise, or a test server).
     #[arg(long, env = "GITHUB_API_URL", default_value = "https://api.github.com")]
     pub github_api_url: String,
-    /// Whether the images' owner (first path segment) is an organization or a user.
-    #[arg(long, value_enum, default_value_t = OwnerKindFlag::Org)]
+    /// Whether the images' owner (first path segment) is an organization or a user (the
+    /// Packages API has a path for each).
+    #[arg(long, env = "INPUT_OWNER-KIND", value_enum, default_value_t = OwnerKindFlag::Org)]
     pub owner_kind: OwnerKindFlag,
     /// Read no cluster: only --keep-digest and --keep-digests-file name what is deployed.
     /// For registries whose images no cluster of this pipeline runs.

@@ -557,6 +557,17 @@ async fn github_packages_prune_through_prism_validated_requests() {
                 .all(|r| r.starts_with("GET /users/jisu/packages/container/")),
         "{requests:#?}"
     );
+    // The same from the maintenance workflow's `owner-kind` input (INPUT_OWNER-KIND).
+    let before = fake.requests().await.len();
+    let workflow_env = [("GITHUB_TOKEN", TOKEN), ("INPUT_OWNER-KIND", "user")];
+    let run =
+        tokio::task::block_in_place(|| prune(dir.path(), &config, &args(true), &workflow_env));
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let requests = fake.requests().await.split_off(before);
+    assert!(
+        !requests.is_empty() && requests.iter().all(|r| r.contains(" /users/jisu/")),
+        "{requests:#?}"
+    );
 
     // Fail closed: the kept index's child vanished from the listing -> nothing deleted.
     fake.state.lock().unwrap().versions.retain(|v| v.id != 6);
