@@ -176,16 +176,16 @@ impl Records {
     }
 }
 
-/// The record's task: `deploy`, `rollback` or `switch` from the job, `promote` for the
+/// The record's task: the job's kind (`deploy`, `rollback`, `switch`), `promote` for the
 /// deploy of a dispatched promotion.
 fn task(plan: &Plan, job: &Job) -> String {
     use crate::config::context::{DispatchRequest, Event};
-    let from_job = job.id.split('-').next().unwrap_or("deploy");
+    use crate::plan::JobKind;
     match &plan.context.event {
         Event::WorkflowDispatch {
             request: DispatchRequest::Promote { .. },
             ..
-        } if from_job == "deploy" => "promote".to_owned(),
-        _ => from_job.to_owned(),
+        } if job.kind == JobKind::Deploy => "promote".to_owned(),
+        _ => job.kind.as_str().to_owned(),
     }
 }
