@@ -11,6 +11,8 @@
 
 use serde_json::Value;
 
+use crate::config::validate::is_dns_label;
+
 /// Stands for the host of the environment's `url` in `spec.rules[].host` and
 /// `spec.tls[].hosts[]`.
 pub const PUBLIC_HOST: &str = "url.jisu-deploy.invalid";
@@ -46,20 +48,17 @@ pub fn place_hosts(object: &mut Value, urls: &Urls) -> Result<Placement, String>
         ));
     }
     let (placeholder, url, field) = if public {
-        (PUBLIC_HOST, Some(urls.public.as_str()), "url")
+        (PUBLIC_HOST, urls.public.as_str(), "url")
     } else if preview {
         match urls.preview.as_deref() {
-            Some(url) => (PREVIEW_HOST, Some(url), "blue_green.preview_url"),
+            Some(url) => (PREVIEW_HOST, url, "blue_green.preview_url"),
             None => return Ok(Placement::LeaveOut),
         }
     } else {
         return Ok(Placement::Keep);
     };
-    let host = url
-        .map(host_of)
-        .transpose()
-        .map_err(|why| format!("the environment's `{field}` cannot name an Ingress host: {why}"))?
-        .unwrap_or_default();
+    let host = host_of(url)
+        .map_err(|why| format!("the environment's `{field}` cannot name an Ingress host: {why}"))?;
     replace_hosts(object, placeholder, &host);
     Ok(Placement::Keep)
 }
@@ -84,20 +83,11 @@ pub fn host_of(url: &str) -> Result<String, String> {
     }
 }
 
-/// RFC 1123 names as Kubernetes validates `spec.rules[].host` (a leading `*.` allowed).
+/// RFC 1123 names as Kubernetes validates `spec.rules[].host` (a leading `*.` allowed):
+/// DNS labels joined by dots.
 fn is_dns_name(name: &str) -> bool {
     let name = name.strip_prefix("*.").unwrap_or(name);
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
+    name.len() <= 253 && name.split('.').all(is_dns_label)
 }
 
 /// Every host an Ingress names, in rules and TLS entries.

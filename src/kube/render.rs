@@ -301,16 +301,18 @@ fn render_object(
             }
         }
     }
-    if kind == "Ingress" {
-        match ingress::place_hosts(&mut doc, &input.urls) {
-            Ok(Placement::Keep) => {}
-            Ok(Placement::LeaveOut) if problems.is_empty() => return Ok(None),
-            Ok(Placement::LeaveOut) => {}
-            Err(message) => problems.push(problem(Some(display.clone()), message)),
-        }
-    }
+    let placement = match kind.as_str() {
+        "Ingress" => ingress::place_hosts(&mut doc, &input.urls).unwrap_or_else(|message| {
+            problems.push(problem(Some(display.clone()), message));
+            Placement::Keep
+        }),
+        _ => Placement::Keep,
+    };
     if !problems.is_empty() {
         return Err(problems);
+    }
+    if placement == Placement::LeaveOut {
+        return Ok(None);
     }
     Ok(Some(Rendered {
         source: source.to_owned(),
