@@ -11,12 +11,11 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::repo_root;
+use crate::support::{free_port, repo_root, yaml_documents};
 
 const MANIFEST: &str = "k8s/monitoring/alertmanager.yaml";
 const WEBHOOK_FILE: &str = "/etc/alertmanager/secrets/webhook-url";
@@ -24,13 +23,13 @@ const WEBHOOK_FILE: &str = "/etc/alertmanager/secrets/webhook-url";
 /// The ConfigMap's files, written into `dir`, with the webhook file and waits made local.
 fn write_config(dir: &Path, webhook_url_file: &Path) {
     let text = std::fs::read_to_string(repo_root().join(MANIFEST)).unwrap();
-    let config_map = serde_yaml::Deserializer::from_str(&text)
-        .map(|doc| serde_yaml::Value::deserialize(doc).unwrap())
+    let config_map = yaml_documents(&text)
+        .into_iter()
         .find(|doc| doc["kind"] == "ConfigMap")
         .expect("a ConfigMap in the manifest");
-    for (key, value) in config_map["data"].as_mapping().unwrap() {
+    for (key, value) in config_map["data"].as_object().unwrap() {
         let mut content = value.as_str().unwrap().to_owned();
-        if key.as_str() == Some("alertmanager.yml") {
+        if key == "alertmanager.yml" {
             assert_eq!(
                 content.matches(WEBHOOK_FILE).count(),
                 2,
@@ -42,7 +41,7 @@ fn write_config(dir: &Path, webhook_url_file: &Path) {
                 content = content.replace(wait, "group_wait: 1s");
             }
         }
-        std::fs::write(dir.join(key.as_str().unwrap()), content).unwrap();
+        std::fs::write(dir.join(key), content).unwrap();
     }
 }
 
@@ -58,11 +57,7 @@ impl Drop for Alertmanager {
 }
 
 async fn start(dir: &Path) -> Alertmanager {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let child = tokio::process::Command::new("prometheus-alertmanager")
         .arg(format!(
             "--config.file={}",

@@ -806,6 +806,60 @@ async fn an_upload_truncated_on_the_way_exits_1_and_leaves_no_backup_counted() {
     }
 }
 
+/// A pipeline file with nothing beside it, as the CronJob mounts it, that backs up
+/// `production` to `s3://backups/production`; `sources` ends its `backup:` section
+/// (targets, timeout, servers).
+fn pipeline_file_alone(dir: &std::path::Path, sources: &str) -> std::path::PathBuf {
+    let config = dir.join("jisu-deploy.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 1
+images: {{scheme: per-component, owner: acme}}
+components:
+  app: {{context: app, dockerfile: app/Dockerfile}}
+environments:
+  production: {{branch: main, namespace: prod, url: 'https://acme.example', strategy: rolling, manifests: k8s}}
+backup:
+  schedule: '0 2 * * *'
+  environment: production
+  destination: s3://backups/production
+  retain_for: 7d
+{sources}"
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// The binary with `args` on the pipeline file `config` and `workspace`, the object
+/// store's credentials and `env`, and nothing else in its environment.
+fn run_alone(
+    config: &std::path::Path,
+    workspace: &std::path::Path,
+    moto: &str,
+    args: &[&str],
+    env: &[(&str, &std::ffi::OsStr)],
+) -> crate::support::Run {
+    tokio::task::block_in_place(|| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_jisu-deploy"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap())
+            .env("AWS_ACCESS_KEY_ID", "testing-key-id")
+            .env("AWS_SECRET_ACCESS_KEY", "testing-secret-key")
+            .env("AWS_ENDPOINT_URL", moto)
+            .envs(env.iter().copied())
+            .args(args)
+            .arg("--config")
+            .arg(config)
+            .arg("--workspace")
+            .arg(workspace)
+            .output()
+            .unwrap()
+            .into()
+    })
+}
+
 /// A password that only the pgpass file holds is masked like an environment secret
 /// before the backup uses it, and appears nowhere else, even when the database is gone.
 #[tokio::test(flavor = "multi_thread")]
@@ -817,46 +871,26 @@ async fn a_password_from_the_pgpass_file_is_masked_before_use() {
     // Port 1: nothing listens, so the backup fails after reading the password.
     let pgpass = dir.path().join("pgpass");
     std::fs::write(&pgpass, format!("127.0.0.1:1:app:jisu:{secret}\n")).unwrap();
-    let config = dir.path().join("jisu-deploy.yml");
-    std::fs::write(
-        &config,
-        "version: 1
-images: {scheme: per-component, owner: acme}
-components:
-  app: {context: app, dockerfile: app/Dockerfile}
-environments:
-  production: {branch: main, namespace: prod, url: 'https://acme.example', strategy: rolling, manifests: k8s}
-backup:
-  schedule: '0 2 * * *'
-  environment: production
-  targets: [postgres]
-  destination: s3://backups/production
-  retain_for: 7d
+    let config = pipeline_file_alone(
+        dir.path(),
+        "  targets: [postgres]
   timeout: 5s
   postgres: {host: 127.0.0.1, port: 1, user: jisu, database: app}
 ",
-    )
-    .unwrap();
+    );
     let summary = dir.path().join("summary.md");
     std::fs::write(&summary, "").unwrap();
-    let run: crate::support::Run = tokio::task::block_in_place(|| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_jisu-deploy"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap())
-            .env("GITHUB_ACTIONS", "true")
-            .env("GITHUB_STEP_SUMMARY", &summary)
-            .env("PGPASSFILE", &pgpass)
-            .env("AWS_ACCESS_KEY_ID", "testing-key-id")
-            .env("AWS_SECRET_ACCESS_KEY", "testing-secret-key")
-            .env("AWS_ENDPOINT_URL", moto.endpoint())
-            .args(["backup", "--config"])
-            .arg(&config)
-            .arg("--workspace")
-            .arg(dir.path())
-            .output()
-            .unwrap()
-            .into()
-    });
+    let run = run_alone(
+        &config,
+        dir.path(),
+        &moto.endpoint(),
+        &["backup"],
+        &[
+            ("GITHUB_ACTIONS", "true".as_ref()),
+            ("GITHUB_STEP_SUMMARY", summary.as_os_str()),
+            ("PGPASSFILE", pgpass.as_os_str()),
+        ],
+    );
     assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
     let masks: Vec<&str> = run
         .stdout
@@ -875,44 +909,14 @@ async fn backup_needs_only_the_pipeline_file_where_plan_needs_the_checkout() {
     let moto = crate::support::s3_server::MotoServer::start().await;
     moto.create_bucket("backups").await;
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("jisu-deploy.yml");
-    std::fs::write(
-        &config,
-        "version: 1
-images: {scheme: per-component, owner: acme}
-components:
-  app: {context: app, dockerfile: app/Dockerfile}
-environments:
-  production: {branch: main, namespace: prod, url: 'https://acme.example', strategy: rolling, manifests: k8s}
-backup:
-  schedule: '0 2 * * *'
-  environment: production
-  targets: [redis]
-  destination: s3://backups/production
-  retain_for: 7d
+    let config = pipeline_file_alone(
+        dir.path(),
+        "  targets: [redis]
   redis: {host: 127.0.0.1}
 ",
-    )
-    .unwrap();
+    );
     let empty = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| -> crate::support::Run {
-        tokio::task::block_in_place(|| {
-            std::process::Command::new(env!("CARGO_BIN_EXE_jisu-deploy"))
-                .env_clear()
-                .env("PATH", std::env::var("PATH").unwrap())
-                .env("AWS_ACCESS_KEY_ID", "testing-key-id")
-                .env("AWS_SECRET_ACCESS_KEY", "testing-secret-key")
-                .env("AWS_ENDPOINT_URL", moto.endpoint())
-                .args(args)
-                .arg("--config")
-                .arg(&config)
-                .arg("--workspace")
-                .arg(empty.path())
-                .output()
-                .unwrap()
-                .into()
-        })
-    };
+    let run = |args: &[&str]| run_alone(&config, empty.path(), &moto.endpoint(), args, &[]);
     let backup = run(&["backup", "--dry-run"]);
     assert_eq!(backup.code, 0, "{}\n{}", backup.stdout, backup.stderr);
     let plan = run(&["plan", "--event-name", "schedule"]);

@@ -8,11 +8,10 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::support::netpol::{Cluster, Endpoint, Labels, Pod};
-use crate::support::repo_root;
+use crate::support::{repo_root, yaml_documents};
 
 const ENVIRONMENTS: [&str; 2] = ["jisu-staging", "jisu-prod"];
 /// Applied into each environment's namespace (no `metadata.namespace` in the files).
@@ -40,17 +39,10 @@ fn documents(path: &str) -> Vec<Value> {
     } else {
         vec![full]
     };
-    let mut out = Vec::new();
-    for file in files {
-        let text = std::fs::read_to_string(&file).unwrap();
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let value = serde_yaml::Value::deserialize(doc).unwrap();
-            if !value.is_null() {
-                out.push(serde_json::to_value(value).unwrap());
-            }
-        }
-    }
-    out
+    files
+        .iter()
+        .flat_map(|file| yaml_documents(&std::fs::read_to_string(file).unwrap()))
+        .collect()
 }
 
 fn labels(value: &Value) -> Labels {

@@ -8,13 +8,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A port nothing listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+use super::free_port;
+
+/// A client's answer: its trimmed output, or its error text when it failed.
+fn answer(out: &std::process::Output) -> Result<String, String> {
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
 }
 
 fn is_root() -> bool {
@@ -137,11 +139,7 @@ impl Postgres {
             .env("PGPASSWORD", &self.password)
             .output()
             .unwrap();
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        answer(&out)
     }
 
     pub fn database(&self) -> jisu_deploy::backup::postgres::Database {
@@ -220,11 +218,7 @@ impl Redis {
             .env("REDISCLI_AUTH", &self.password)
             .output()
             .unwrap();
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        answer(&out)
     }
 
     pub fn server(&self) -> jisu_deploy::backup::redis::Server {

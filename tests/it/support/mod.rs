@@ -12,6 +12,24 @@ pub mod s3_server;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// A port on 127.0.0.1 nothing listens on now, for a server a test starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("no free port on 127.0.0.1")
+}
+
+/// Every non-empty document of a YAML text (a multi-document manifest), as JSON.
+pub fn yaml_documents(text: &str) -> Vec<serde_json::Value> {
+    use serde::Deserialize as _;
+    serde_yaml::Deserializer::from_str(text)
+        .map(|doc| serde_yaml::Value::deserialize(doc).unwrap())
+        .filter(|doc| !doc.is_null())
+        .map(|doc| serde_json::to_value(doc).unwrap())
+        .collect()
+}
+
 /// The repository root (tests run the binary from here, as a user would).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -3,12 +3,11 @@
 //! `--errors`, an invalid request or response is answered with an error instead of being
 //! forwarded, so the client under test fails.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::repo_root;
+use super::{free_port, repo_root};
 
 /// A running prism proxy, killed on drop.
 pub struct PrismProxy {
@@ -16,13 +15,6 @@ pub struct PrismProxy {
     port: u16,
     log: PathBuf,
     _dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port on 127.0.0.1")
 }
 
 impl PrismProxy {

@@ -5,10 +5,12 @@
 //! line per HTTP request, on stdout) is kept so tests can count what any client sent.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use super::free_port;
 
 /// How the registry authenticates clients.
 pub enum ServerAuth {
@@ -50,13 +52,6 @@ pub struct AccessLine {
     pub path: String,
     /// Response status.
     pub status: u16,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port on 127.0.0.1")
 }
 
 impl RegistryServer {

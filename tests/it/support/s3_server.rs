@@ -1,11 +1,13 @@
 //! A real S3-compatible server for one test (moto, PyPI `moto[server]`, pinned in
 //! ci/requirements.txt), and a proxy in front of it that tampers with one upload.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+use super::free_port;
 
 use object_store::ObjectStoreExt;
 use object_store::aws::AmazonS3Builder;
@@ -117,13 +119,6 @@ impl Drop for MotoServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("no free port on 127.0.0.1")
 }
 
 /// What [`TamperingProxy`] does to the first PUT body it forwards.
